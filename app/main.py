@@ -1,0 +1,45 @@
+"""The FastAPI app factory. Settings, engines and models are opened in `lifespan`, never at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.errors import install_error_handlers
+from app.observability import Metrics, install_observability
+from app.resources import open_resources
+from app.routes import health
+from core import models
+from core.logs import configure_logging
+from core.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; `uvicorn --factory app.main:create_app` reads settings from the environment."""
+    resolved = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.resources = open_resources(resolved)
+        try:
+            yield
+        finally:
+            app.state.resources.close()
+
+    app = FastAPI(title="lorag", version="0.1.0", lifespan=lifespan,
+                  description="Answers from your own documents with checked citations.")
+    app.state.metrics = Metrics()
+    install_observability(app, app.state.metrics)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    return app
+
+
+def main_app() -> FastAPI:
+    """Entry for `uvicorn --factory`: configure logging once, then build."""
+    settings = load_settings()
+    configure_logging(settings.log.level)
+    models.stay_offline_unless_hub([settings.models.base, settings.models.embedder], settings.models_dir)
+    return create_app(settings)

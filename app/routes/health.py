@@ -1,0 +1,54 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.resources import Resources, get_resources
+from core import db
+from core.errors import BackendUnavailable
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Every backend the app needs answers")
+def readyz(resources: Annotated[Resources, Depends(get_resources)]) -> JSONResponse:
+    checks = {"database": _check_database(resources), "generator": _check_generator(resources),
+              "embedder": _check_embedder(resources)}
+    ready = all(check["ok"] for check in checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503, headers=None if ready else {"Retry-After": "5"})
+
+
+@router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    return request.app.state.metrics.render()
+
+
+def _check_database(resources: Resources) -> dict[str, object]:
+    try:
+        db.ping(resources.engine)
+    except BackendUnavailable as exc:
+        return {"ok": False, "detail": exc.message}
+    return {"ok": True, "detail": resources.engine.url.render_as_string(hide_password=True)}
+
+
+def _check_generator(resources: Resources) -> dict[str, object]:
+    if resources.generator is None:
+        return {"ok": False, "detail": "no generator loaded (LORAG_SERVER__LOAD_MODELS=false)"}
+    model, _tokenizer = resources.generator
+    return {"ok": True, "detail": model.name_or_path}
+
+
+def _check_embedder(resources: Resources) -> dict[str, object]:
+    if resources.embedder is None:
+        return {"ok": False, "detail": "no embedder loaded (LORAG_SERVER__LOAD_MODELS=false)"}
+    return {"ok": True, "detail": f"dimension {resources.embedder.get_embedding_dimension()}"}

