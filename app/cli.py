@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
@@ -53,10 +54,16 @@ def config() -> None:
     typer.echo(json.dumps(redacted(_settings()), indent=2, default=str))
 
 
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "kb"
+SAMPLE_KBS = (("support", "public"), ("experts", "internal"))
+
+
 @cli.command()
 @edge
-def setup() -> None:
-    """Prepare LORAG_HOME: migrate the database and provision the models (offline). Idempotent."""
+def setup(
+    samples: Annotated[bool, typer.Option(help="Also mirror the sample knowledge bases (support, experts).")] = True,
+) -> None:
+    """Prepare LORAG_HOME: migrate the database, provision the models (offline), ingest the samples. Idempotent."""
     settings = _settings()
     started = time.perf_counter()
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -66,7 +73,21 @@ def setup() -> None:
     for spec in (settings.models.base, settings.models.embedder):
         ref = models.provision(spec, settings.models_dir)
         typer.echo(f"model ready: {spec} -> {ref.location}")
+    if samples:
+        _ingest_samples(settings)
     typer.echo(f"setup done in {time.perf_counter() - started:.1f}s (LORAG_HOME={settings.home.resolve()})")
+
+
+def _ingest_samples(settings: Settings) -> None:
+    from app import ingest_cli
+
+    if not SAMPLES.is_dir():
+        typer.echo(f"no sample knowledge bases at {SAMPLES}; skipped")
+        return
+    for kb, audience in SAMPLE_KBS:
+        job_id, report, outcomes = ingest_cli.sync_path(settings, SAMPLES / kb, kb=kb, audience=audience, wait=True)
+        line, _code = ingest_cli.summarise(report, outcomes)
+        typer.echo(f"knowledge base {kb} ({audience}): {line}")
 
 
 @cli.command()
@@ -81,6 +102,56 @@ def serve(
     settings = _settings()
     uvicorn.run("app.main:main_app", factory=True, host=host or settings.server.host,
                 port=port or settings.server.port, log_config=None)
+
+
+Audience = typer.Option(help="Who may see these documents: public or internal.")
+
+
+@cli.command()
+@edge
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (folders are read recursively).")],
+    kb: Annotated[str, typer.Option(help="Knowledge base to add them to.")],
+    audience: Annotated[str, Audience] = "public",
+    wait: Annotated[bool, typer.Option(help="With a Redis queue: wait for the workers to finish.")] = True,
+) -> None:
+    """Add or update documents; unchanged ones cost nothing. Exit code 1 if any document failed."""
+    from app import ingest_cli
+
+    job_id, report, outcomes = ingest_cli.ingest_paths(_settings(), paths, kb=kb, audience=audience, wait=wait)
+    _report(job_id, report, outcomes)
+
+
+@cli.command()
+@edge
+def sync(
+    folder: Annotated[Path, typer.Argument(help="Folder to mirror.")],
+    kb: Annotated[str, typer.Option(help="Knowledge base that mirrors the folder.")],
+    audience: Annotated[str, Audience] = "public",
+    wait: Annotated[bool, typer.Option(help="With a Redis queue: wait for the workers to finish.")] = True,
+) -> None:
+    """Mirror a folder into a knowledge base: add new files, update changed ones, delete removed ones."""
+    from app import ingest_cli
+
+    job_id, report, outcomes = ingest_cli.sync_path(_settings(), folder, kb=kb, audience=audience, wait=wait)
+    _report(job_id, report, outcomes)
+
+
+def _report(job_id: str, report: object, outcomes: list) -> None:
+    from app import ingest_cli
+
+    line, code = ingest_cli.summarise(report, outcomes)  # type: ignore[arg-type]
+    typer.echo(f"{line} (job {job_id})")
+    raise typer.Exit(code)
+
+
+@cli.command()
+@edge
+def worker(threads: Annotated[int, typer.Option(min=1, help="Documents indexed at once.")] = 1) -> None:
+    """Consume ingestion jobs (run several, on several machines, with a Redis queue)."""
+    from app import ingest_cli
+
+    ingest_cli.run_worker(_settings(), threads)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from app.errors import install_error_handlers
 from app.observability import Metrics, install_observability
 from app.resources import open_resources
-from app.routes import health
+from app.routes import documents, health
 from core import models
 from core.logs import configure_logging
 from core.settings import Settings, load_settings
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app, app.state.metrics)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(documents.router)
     return app
 
 

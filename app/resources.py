@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy import Engine
@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import db, models
 from core.settings import Settings
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from ingest.embed import Embedder
+from ingest.factory import build_embedder, build_indexer, build_queue, build_store
+from ingest.store import VectorStore
+from ingest.worker import IngestQueue, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +25,16 @@ class Resources:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    store: VectorStore
     generator: tuple[Any, Any] | None = None  # (model, tokenizer) of the base model
-    embedder: SentenceTransformer | None = None
+    embedder: Embedder | None = None
+    queue: IngestQueue | None = None
+    workers: list[Worker] = field(default_factory=list)
 
     def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.store.close()
         self.engine.dispose()
 
 
@@ -35,9 +42,13 @@ def open_resources(settings: Settings) -> Resources:
     settings.home.mkdir(parents=True, exist_ok=True)
     engine = db.build_engine(settings.database_url, echo=settings.database.echo)
     db.migrate(engine)
-    resources = Resources(settings=settings, engine=engine, sessions=db.build_sessions(engine))
+    resources = Resources(settings=settings, engine=engine, sessions=db.build_sessions(engine),
+                          store=build_store(settings))
     if settings.server.load_models:
         _load_models(resources)
+        _start_ingestion(resources)
+    else:  # uploads are still registered and queued, for a `lorag worker` elsewhere
+        resources.queue = build_queue(settings, None)
     return resources
 
 
@@ -50,8 +61,20 @@ def _load_models(resources: Resources) -> None:
     base = models.resolve(section.base, resources.settings.models_dir)
     resources.generator = models.load_causal_lm(base, section.device)
     embedder = models.resolve(section.embedder, resources.settings.models_dir)
-    resources.embedder = models.load_embedder(embedder, section.device)
+    resources.embedder = build_embedder(resources.settings, models.load_embedder(embedder, section.device))
+    resources.store.ensure_collection(resources.embedder.dim)
     logger.info("models loaded: base=%s embedder=%s", base.location, embedder.location)
+
+
+def _start_ingestion(resources: Resources) -> None:
+    assert resources.embedder is not None
+    settings = resources.settings
+    indexer = build_indexer(settings, resources.sessions, resources.store, resources.embedder)
+    resources.queue = build_queue(settings, indexer)
+    for _ in range(settings.queue.inline_workers):
+        worker = Worker(resources.queue, resources.sessions, settings.queue.lease_s)
+        worker.start()
+        resources.workers.append(worker)
 
 
 def get_resources(request: Request) -> Resources:

@@ -71,6 +71,26 @@ class ServerSettings(Section):
     )
 
 
+class IngestSettings(Section):
+    chunk_tokens: int = Field(200, ge=16, le=512, description="Largest chunk, in tokens of the embedder's tokenizer.")
+    overlap_tokens: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks of one section.")
+    max_bytes: int = Field(20_000_000, gt=0, description="Largest document accepted, in bytes.")
+    embed_batch: int = Field(64, ge=1, description="Chunks embedded per forward pass.")
+
+
+class QueueSettings(Section):
+    backend: Literal["embedded", "redis"] = Field(
+        "embedded", description="Job queue: 'embedded' is SQLite in LORAG_HOME, 'redis' a Redis server (many hosts)."
+    )
+    redis_url: str | None = Field(None, description="Redis URL for backend=redis, e.g. redis://redis:6379/0.")
+    lease_s: float = Field(
+        120.0, gt=0, description="Seconds a worker holds a document; a dead worker's documents are retried after it."
+    )
+    inline_workers: int = Field(
+        1, ge=0, description="Ingestion worker threads inside the API process (0 when `lorag worker` runs apart)."
+    )
+
+
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level of every process.")
     debug_bodies: bool = Field(False, description="Also log prompt and answer bodies (never in production).")
@@ -96,6 +116,8 @@ class Settings(BaseSettings):
     store: StoreSettings = Field(default_factory=StoreSettings, description="Vector store.")
     models: ModelSettings = Field(default_factory=ModelSettings, description="Base generator and embedder.")
     server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP API.")
+    ingest: IngestSettings = Field(default_factory=IngestSettings, description="Parsing, chunking, embedding.")
+    queue: QueueSettings = Field(default_factory=QueueSettings, description="Ingestion jobs and workers.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
     @model_validator(mode="after")
@@ -103,6 +125,10 @@ class Settings(BaseSettings):
         problems = []
         if self.store.backend == "qdrant" and not self.store.url:
             problems.append("LORAG_STORE__URL is required when LORAG_STORE__BACKEND=qdrant")
+        if self.queue.backend == "redis" and not self.queue.redis_url:
+            problems.append("LORAG_QUEUE__REDIS_URL is required when LORAG_QUEUE__BACKEND=redis")
+        if self.ingest.overlap_tokens >= self.ingest.chunk_tokens:
+            problems.append("LORAG_INGEST__OVERLAP_TOKENS must be smaller than LORAG_INGEST__CHUNK_TOKENS")
         if self.database.url:
             try:
                 make_url(self.database.url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Enum, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, Enum, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -23,13 +23,6 @@ class DocumentStatus(enum.StrEnum):
     INDEXED = "indexed"
     FAILED = "failed"
     DELETED = "deleted"
-
-
-class JobStatus(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
 
 
 def _enum(kind: type[enum.StrEnum], name: str) -> Enum:
@@ -68,16 +61,23 @@ class Document(Base):
 
 
 class Job(Base):
-    """A batch of work handed to the workers (an upload, an ingest or a sync)."""
+    """A batch of documents handed to the workers (an upload, an ingest or a sync); its progress is
+    counted from the documents that carry its id."""
 
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     kb: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"))
-    total: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Blob(Base):
+    """The bytes of each current document version, by content hash, so that any worker on any machine
+    indexes exactly the version the registry names (and a backup of the database holds the sources)."""
+
+    __tablename__ = "blobs"
+
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -14,7 +14,7 @@ def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> N
     engine = db.build_engine(database_url)
     db.migrate(engine)
     db.migrate(engine)  # a second start must be a no-op
-    assert {"documents", "jobs", "alembic_version"} <= set(inspect(engine).get_table_names())
+    assert {"documents", "jobs", "blobs", "alembic_version"} <= set(inspect(engine).get_table_names())
     assert db.current_revision(engine) == "0001"
     engine.dispose()
 

@@ -21,7 +21,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Every backend the app needs answers")
 def readyz(resources: Annotated[Resources, Depends(get_resources)]) -> JSONResponse:
-    checks = {"database": _check_database(resources), "generator": _check_generator(resources),
+    checks = {"database": _check_database(resources), "vector_store": _check_store(resources),
+              "generator": _check_generator(resources),
               "embedder": _check_embedder(resources)}
     ready = all(check["ok"] for check in checks.values())
     body = {"status": "ready" if ready else "not ready", "checks": checks}
@@ -41,6 +42,12 @@ def _check_database(resources: Resources) -> dict[str, object]:
     return {"ok": True, "detail": resources.engine.url.render_as_string(hide_password=True)}
 
 
+def _check_store(resources: Resources) -> dict[str, object]:
+    if not resources.store.healthy():
+        return {"ok": False, "detail": f"the {resources.settings.store.backend} vector store does not answer"}
+    return {"ok": True, "detail": resources.settings.store.backend}
+
+
 def _check_generator(resources: Resources) -> dict[str, object]:
     if resources.generator is None:
         return {"ok": False, "detail": "no generator loaded (LORAG_SERVER__LOAD_MODELS=false)"}
@@ -51,4 +58,4 @@ def _check_generator(resources: Resources) -> dict[str, object]:
 def _check_embedder(resources: Resources) -> dict[str, object]:
     if resources.embedder is None:
         return {"ok": False, "detail": "no embedder loaded (LORAG_SERVER__LOAD_MODELS=false)"}
-    return {"ok": True, "detail": f"dimension {resources.embedder.get_embedding_dimension()}"}
+    return {"ok": True, "detail": f"dimension {resources.embedder.dim}"}

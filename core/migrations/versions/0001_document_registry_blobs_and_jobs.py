@@ -1,8 +1,8 @@
-"""document registry and jobs
+"""document registry, blobs and jobs
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 04:02:37.244234
+Create Date: 2026-11-22 04:11:16.627968
 """
 
 import sqlalchemy as sa
@@ -15,6 +15,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('blobs',
+    sa.Column('content_hash', sa.String(length=64), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('content_hash')
+    )
     op.create_table('documents',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('kb', sa.String(length=64), nullable=False),
@@ -47,12 +53,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('kb', sa.String(length=64), nullable=True),
-    sa.Column('status', sa.Enum('queued', 'running', 'done', 'failed', name='job_status', native_enum=False), nullable=False),
-    sa.Column('total', sa.Integer(), nullable=False),
-    sa.Column('error', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
 
@@ -65,3 +66,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_documents_job_id'))
 
     op.drop_table('documents')
+    op.drop_table('blobs')

@@ -1,0 +1,164 @@
+"""`lorag ingest`, `lorag sync` and `lorag worker`: documents in, from the command line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import db, models
+from core.settings import Settings
+from ingest import registry, service
+from ingest.embed import Embedder
+from ingest.factory import build_embedder, build_indexer, build_queue, build_store
+from ingest.pipeline import Indexer, Outcome
+from ingest.service import SubmitReport
+from ingest.store import VectorStore
+from ingest.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: VectorStore
+    embedder: Embedder
+
+
+@contextmanager
+def open_ingest(settings: Settings) -> Iterator[IngestContext]:
+    """Database, vector store and embedder for a command; the store first, so a held store fails fast."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    engine = db.build_engine(settings.database_url)
+    db.migrate(engine)
+    store = build_store(settings)
+    try:
+        ref = models.resolve(settings.models.embedder, settings.models_dir)
+        embedder = build_embedder(settings, models.load_embedder(ref, settings.models.device))
+        store.ensure_collection(embedder.dim)
+        yield IngestContext(settings, engine, db.build_sessions(engine), store, embedder)
+    finally:
+        store.close()
+        engine.dispose()
+
+
+@contextmanager
+def open_registry(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """Only the database: enough to hand documents over to `lorag worker`s through the queue."""
+    engine = db.build_engine(settings.database_url)
+    db.migrate(engine)
+    try:
+        yield db.build_sessions(engine)
+    finally:
+        engine.dispose()
+
+
+def ingest_paths(settings: Settings, paths: Sequence[Path], *, kb: str, audience: str,
+                 wait: bool) -> tuple[str, SubmitReport, list[Outcome]]:
+    """Embedded default: index here and now. Redis queue: hand over to workers (and follow them)."""
+    files = service.collect(paths)
+    if settings.queue.backend == "embedded":
+        with open_ingest(settings) as ctx:
+            job_id = registry.create_job(ctx.sessions, "ingest", kb)
+            report = service.submit_files(ctx.sessions, files, kb=kb, audience=audience,
+                                          max_bytes=settings.ingest.max_bytes, job_id=job_id)
+            return job_id, report, run_inline(ctx, report.queued)
+    with open_registry(settings) as sessions:
+        job_id = registry.create_job(sessions, "ingest", kb)
+        report = service.submit_files(sessions, files, kb=kb, audience=audience,
+                                      max_bytes=settings.ingest.max_bytes, job_id=job_id)
+        build_queue(settings, None).enqueue(report.queued)
+        return job_id, report, wait_for_workers(sessions, report.queued) if wait else []
+
+
+def sync_path(settings: Settings, folder: Path, *, kb: str, audience: str,
+              wait: bool) -> tuple[str, SubmitReport, list[Outcome]]:
+    """Mirror a folder; deletions reach the store from here, additions and updates go through workers."""
+    with open_ingest(settings) as ctx:
+        job_id = registry.create_job(ctx.sessions, "sync", kb)
+        report = service.sync_folder(ctx.sessions, ctx.store, folder, kb=kb, audience=audience,
+                                     max_bytes=settings.ingest.max_bytes, job_id=job_id)
+        if settings.queue.backend == "embedded":
+            return job_id, report, run_inline(ctx, report.queued)
+        build_queue(settings, None).enqueue(report.queued)
+        return job_id, report, wait_for_workers(ctx.sessions, report.queued) if wait else []
+
+
+def run_inline(ctx: IngestContext, doc_ids: Sequence[str]) -> list[Outcome]:
+    """Index queued documents in this process, with a progress bar of documents/s and chunks/s."""
+    indexer = build_indexer(ctx.settings, ctx.sessions, ctx.store, ctx.embedder)
+    return _with_progress(indexer, doc_ids)
+
+
+def _with_progress(indexer: Indexer, doc_ids: Sequence[str]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    started, chunks = time.perf_counter(), 0
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[rate]}"))
+    with Progress(*columns, transient=False) as progress:
+        bar = progress.add_task("indexing", total=len(doc_ids), rate="")
+        for doc_id in doc_ids:
+            outcome = indexer.run(doc_id)
+            outcomes.append(outcome)
+            chunks += outcome.chunks
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            rate = f"{len(outcomes) / elapsed:.1f} docs/s {chunks / elapsed:.0f} chunks/s"
+            progress.update(bar, advance=1, rate=rate)
+    return outcomes
+
+
+def wait_for_workers(sessions: sessionmaker[Session], doc_ids: Sequence[str], poll_s: float = 0.5) -> list[Outcome]:
+    """Follow documents handed to `lorag worker` processes until none is queued or processing."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        task = bar.add_task("waiting for workers", total=len(doc_ids))
+        while True:
+            rows = [registry.get(sessions, doc_id) for doc_id in doc_ids]
+            finished = [row for row in rows if row.status not in ("queued", "processing")]
+            bar.update(task, completed=len(finished))
+            if len(finished) == len(rows):
+                return [Outcome(row.id, str(row.status), row.chunk_count, row.error) for row in rows]
+            time.sleep(poll_s)
+
+
+def summarise(report: SubmitReport, outcomes: Sequence[Outcome]) -> tuple[str, int]:
+    """One line for the user, and the exit code: 1 when any document failed."""
+    failed = {o.doc_id: o.reason for o in outcomes if o.status == "failed"}
+    for source, reason in report.rejected.items():
+        typer.secho(f"failed: {source}: {reason}", fg=typer.colors.RED, err=True)
+    for reason in failed.values():
+        typer.secho(f"failed: {reason}", fg=typer.colors.RED, err=True)
+    indexed = sum(o.status == "indexed" for o in outcomes)
+    chunks = sum(o.chunks for o in outcomes)
+    line = (f"indexed {indexed} ({chunks} chunks), unchanged {len(report.unchanged)}, "
+            f"deleted {len(report.deleted)}, failed {len(report.rejected) + len(failed)}")
+    return line, int(bool(report.rejected or failed))
+
+
+def run_worker(settings: Settings, threads: int) -> None:
+    """Consume ingestion jobs until SIGTERM/SIGINT; documents in flight are finished first."""
+    with open_ingest(settings) as ctx:
+        indexer = build_indexer(settings, ctx.sessions, ctx.store, ctx.embedder)
+        queue = build_queue(settings, indexer)
+        workers = [Worker(queue, ctx.sessions, settings.queue.lease_s) for _ in range(threads)]
+        stopping: list[int] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda number, _frame: stopping.append(number))
+        for worker in workers:
+            worker.start()
+        logger.info("worker %s consuming (%d threads, queue=%s)", indexer.owner, threads, settings.queue.backend)
+        while not stopping:
+            time.sleep(0.2)
+        for worker in workers:
+            worker.stop()

@@ -1,0 +1,42 @@
+"""`build_*` factories: settings sections in, plain constructor arguments out."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import Settings
+from ingest.embed import Embedder
+from ingest.pipeline import ChunkingPolicy, Indexer
+from ingest.store import VectorStore, build_vector_store
+from ingest.worker import IngestQueue, build_huey
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+def build_store(settings: Settings) -> VectorStore:
+    section = settings.store
+    api_key = section.api_key.get_secret_value() if section.api_key else None
+    return build_vector_store(section.backend, settings.store_dir, section.url, api_key, section.collection)
+
+
+def build_embedder(settings: Settings, model: SentenceTransformer) -> Embedder:
+    return Embedder(model, batch_size=settings.ingest.embed_batch)
+
+
+def build_indexer(settings: Settings, sessions: sessionmaker[Session], store: VectorStore,
+                  embedder: Embedder) -> Indexer:
+    section = settings.ingest
+    policy = ChunkingPolicy(section.chunk_tokens, section.overlap_tokens, section.max_bytes)
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    return Indexer(sessions=sessions, store=store, embedder=embedder, policy=policy,
+                   lease_s=settings.queue.lease_s, owner=owner)
+
+
+def build_queue(settings: Settings, indexer: Indexer | None) -> IngestQueue:
+    huey = build_huey(settings.queue.backend, settings.home / "queue.db", settings.queue.redis_url)
+    return IngestQueue(huey, indexer.run if indexer else None)

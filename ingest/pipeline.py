@@ -1,0 +1,140 @@
+"""Index one claimed document: parse → split → embed (dense + sparse) → swap its chunks in the store.
+
+The swap never shows two versions of a document at once: the new points are written hidden (`live=False`),
+then the old version's points are deleted, then the new ones are made visible. A search between the last two
+steps sees neither version, for as long as one store call takes. A worker that dies anywhere in between
+leaves hidden points that the next attempt overwrites (point ids are deterministic) or deletes.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import BackendUnavailable, InvalidInput, NotFound
+from ingest import registry
+from ingest.chunk import split
+from ingest.document import Chunk, ParsedDocument, content_hash
+from ingest.embed import Embedder
+from ingest.parse import parse
+from ingest.registry import Claim
+from ingest.sparse import sparse_vectors
+from ingest.store import Point, VectorStore, point_id
+
+logger = logging.getLogger(__name__)
+
+RENEW_EVERY = 256  # chunks embedded between two lease renewals
+
+
+class LeaseLost(Exception):
+    """This worker's claim expired and was taken over; its work is dropped, the new holder finishes."""
+
+
+@dataclass(frozen=True)
+class ChunkingPolicy:
+    chunk_tokens: int
+    overlap_tokens: int
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one document: indexed, failed (bad input), skipped (nothing to do) or retry."""
+
+    doc_id: str
+    status: str
+    chunks: int = 0
+    reason: str | None = None
+
+
+class Indexer:
+    """Turns queued documents in the registry into searchable chunks, exactly once per content version."""
+
+    def __init__(self, *, sessions: sessionmaker[Session], store: VectorStore, embedder: Embedder,
+                 policy: ChunkingPolicy, lease_s: float, owner: str) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.embedder = embedder
+        self.policy = policy
+        self.lease_s = lease_s
+        self.owner = owner
+
+    def run(self, doc_id: str) -> Outcome:
+        held = registry.claim(self.sessions, doc_id, self.owner, self.lease_s)
+        if held is None:
+            return Outcome(doc_id, "skipped")
+        started = time.perf_counter()
+        try:
+            parsed = self._parse(held)
+            chunks = split(parsed, count_tokens=self.embedder.count_tokens,
+                           chunk_tokens=self.policy.chunk_tokens, overlap_tokens=self.policy.overlap_tokens)
+            points = self._points(held, parsed, chunks)
+            swap(self.store, held.doc_id, points)
+        except (InvalidInput, NotFound) as exc:
+            registry.fail(self.sessions, held, exc.message)
+            logger.warning("document %s (%s) failed: %s", held.source, doc_id, exc.message)
+            return Outcome(doc_id, "failed", reason=exc.message)
+        except BackendUnavailable as exc:
+            registry.requeue(self.sessions, held, exc.message)
+            return Outcome(doc_id, "retry", reason=exc.message)
+        except LeaseLost as exc:
+            return Outcome(doc_id, "skipped", reason=str(exc))
+        if not registry.finish(self.sessions, held, chunk_count=len(points), title=parsed.title,
+                               media_type=parsed.media_type):
+            # A newer version was submitted meanwhile (or our lease was taken over); its own run will swap.
+            return Outcome(doc_id, "skipped", reason="superseded while indexing")
+        logger.info("indexed %s (%s): %d chunks in %.2fs", held.source, doc_id, len(points),
+                    time.perf_counter() - started)
+        return Outcome(doc_id, "indexed", chunks=len(points))
+
+    def _parse(self, held: Claim) -> ParsedDocument:
+        data = registry.blob(self.sessions, held.content_hash)
+        name = PurePath(held.source).name or "document"
+        with tempfile.TemporaryDirectory(prefix="lorag-parse-") as folder:
+            path = Path(folder) / name
+            path.write_bytes(data)
+            return parse(path, max_bytes=self.policy.max_bytes)
+
+    def _points(self, held: Claim, parsed: ParsedDocument, chunks: list[Chunk]) -> list[Point]:
+        points: list[Point] = []
+        for first in range(0, len(chunks), RENEW_EVERY):
+            batch = chunks[first:first + RENEW_EVERY]
+            texts = [chunk.text for chunk in batch]
+            dense = self.embedder.embed_batch(texts)
+            sparse = sparse_vectors(self.embedder.token_ids(texts))
+            points += [Point(id=point_id(held.doc_id, content_hash(chunk.text), chunk.index), dense=dense[i],
+                             sparse=sparse[i], payload=_payload(held, parsed, chunk))
+                       for i, chunk in enumerate(batch)]
+            # A long document keeps its lease while it is being embedded; a dead worker's lease runs out.
+            if not registry.renew(self.sessions, held, self.lease_s):
+                raise LeaseLost(f"{held.source}: another worker took over this document")
+        return points
+
+
+def _payload(held: Claim, parsed: ParsedDocument, chunk: Chunk) -> dict[str, object]:
+    return {
+        "doc_id": held.doc_id, "kb": held.kb, "audience": held.audience, "source": held.source,
+        "title": parsed.title, "section": list(chunk.section_path), "page": chunk.page,
+        "start": chunk.start, "end": chunk.end, "chunk_index": chunk.index, "text": chunk.text,
+        "content_hash": content_hash(chunk.text), "version": held.version, "live": False,
+    }
+
+
+def swap(store: VectorStore, doc_id: str, points: list[Point]) -> None:
+    """Replace a document's chunks: write hidden, delete the old version, then show the new one."""
+    new_ids = [point.id for point in points]
+    old_ids = set(store.point_ids(doc_id)) - set(new_ids)
+    store.upsert(points)
+    store.delete_points(sorted(old_ids))
+    store.set_live(new_ids)
+
+
+def remove(store: VectorStore, sessions: sessionmaker[Session], doc_id: str) -> None:
+    """Delete a document's chunks, then record it deleted (a crash in between is redone by a second call)."""
+    store.delete_points(store.point_ids(doc_id))
+    registry.mark_deleted(sessions, doc_id)
