@@ -68,6 +68,7 @@ def open_registry(settings: Settings) -> Iterator[sessionmaker[Session]]:
 def ingest_paths(settings: Settings, paths: Sequence[Path], *, kb: str, audience: str,
                  wait: bool) -> tuple[str, SubmitReport, list[Outcome]]:
     """Embedded default: index here and now. Redis queue: hand over to workers (and follow them)."""
+    service.check_target(kb, audience)
     files = service.collect(paths)
     if settings.queue.backend == "embedded":
         with open_ingest(settings) as ctx:
@@ -86,6 +87,7 @@ def ingest_paths(settings: Settings, paths: Sequence[Path], *, kb: str, audience
 def sync_path(settings: Settings, folder: Path, *, kb: str, audience: str,
               wait: bool) -> tuple[str, SubmitReport, list[Outcome]]:
     """Mirror a folder; deletions reach the store from here, additions and updates go through workers."""
+    service.check_target(kb, audience)
     with open_ingest(settings) as ctx:
         job_id = registry.create_job(ctx.sessions, "sync", kb)
         report = service.sync_folder(ctx.sessions, ctx.store, folder, kb=kb, audience=audience,

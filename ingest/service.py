@@ -84,13 +84,12 @@ def submit_files(sessions: sessionmaker[Session], files: Sequence[SourceFile], *
     return report
 
 
-def submit_bytes(sessions: sessionmaker[Session], *, kb: str, audience: str, source: str, data: bytes,
-                 job_id: str | None) -> Submitted:
+def check_upload(*, kb: str, audience: str, source: str, data: bytes) -> None:
+    """Refuse what can be refused before anything is stored."""
     check_target(kb, audience)
-    media_type_of(Path(source))  # an unsupported type is refused before anything is stored
+    media_type_of(Path(source))
     if not data:
         raise InvalidInput(f"{source}: file is empty (0 bytes); upload a file with content.", param="file")
-    return registry.submit(sessions, kb=kb, audience=audience, source=source, data=data, job_id=job_id)
 
 
 def _record(report: SubmitReport, outcome: Submitted) -> None:

@@ -16,7 +16,7 @@ from core.errors import BackendUnavailable, NotFound, PayloadTooLarge
 from core.tables import Document, Job
 from ingest import registry
 from ingest.pipeline import remove
-from ingest.service import submit_bytes
+from ingest.service import check_upload
 from ingest.worker import IngestQueue
 
 router = APIRouter(prefix="/v1", tags=["documents"])
@@ -68,8 +68,10 @@ async def upload(
     if len(data) > limit:
         raise PayloadTooLarge(f"{file.filename}: over the limit of {limit} bytes; split the document", param="file")
     source = PurePath(file.filename or "upload").name
+    check_upload(kb=kb, audience=audience, source=source, data=data)
     job_id = registry.create_job(resources.sessions, "upload", kb)
-    submitted = submit_bytes(resources.sessions, kb=kb, audience=audience, source=source, data=data, job_id=job_id)
+    submitted = registry.submit(resources.sessions, kb=kb, audience=audience, source=source, data=data,
+                                job_id=job_id)
     if submitted.queued:
         _queue(resources).enqueue([submitted.doc_id])
     return DocumentOut.of(registry.get(resources.sessions, submitted.doc_id))
