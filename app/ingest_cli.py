@@ -111,8 +111,7 @@ def _with_progress(indexer: Indexer, doc_ids: Sequence[str]) -> list[Outcome]:
                TextColumn("{task.fields[rate]}"))
     with Progress(*columns, transient=False) as progress:
         bar = progress.add_task("indexing", total=len(doc_ids), rate="")
-        for doc_id in doc_ids:
-            outcome = indexer.run(doc_id)
+        for outcome in indexer.run_many(doc_ids):
             outcomes.append(outcome)
             chunks += outcome.chunks
             elapsed = max(time.perf_counter() - started, 1e-9)

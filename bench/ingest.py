@@ -87,7 +87,7 @@ def main() -> None:
         files = [service.SourceFile(p.relative_to(pages[0].parents[1]).as_posix(), p) for p in pages]
         report = service.submit_files(sessions, files, kb="python", audience="internal", max_bytes=20_000_000,
                                       job_id=None)
-        outcomes = [indexer.run(doc_id) for doc_id in report.queued]
+        outcomes = list(indexer.run_many(report.queued))
         ingest_s = time.perf_counter() - started
         hits = store.search_dense([1.0] + [0.0] * 383, Filter(audiences=("internal",)), 1_000_000)
         texts = [hit.payload["text"] for hit in hits]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -43,6 +45,16 @@ class ChunkingPolicy:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """A claimed document, parsed and split, waiting for the embedder."""
+
+    held: Claim
+    parsed: ParsedDocument
+    chunks: list[Chunk]
+    started: float
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What happened to one document: indexed, failed (bad input), skipped (nothing to do) or retry."""
 
@@ -65,32 +77,61 @@ class Indexer:
         self.owner = owner
 
     def run(self, doc_id: str) -> Outcome:
+        prepared = self.prepare(doc_id)
+        return prepared if isinstance(prepared, Outcome) else self.complete(prepared)
+
+    def run_many(self, doc_ids: Sequence[str]) -> Iterator[Outcome]:
+        """Index documents in order, parsing the next one in a thread while this one is embedded.
+
+        Parsing is CPU work in Python and spaCy, embedding is torch (which releases the GIL): overlapping them
+        hides most of the parsing time behind the embedder.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorag-parse") as parser:
+            upcoming = [parser.submit(self.prepare, doc_id) for doc_id in doc_ids[:1]]
+            for position in range(len(doc_ids)):
+                prepared = upcoming.pop().result()
+                if position + 1 < len(doc_ids):
+                    upcoming.append(parser.submit(self.prepare, doc_ids[position + 1]))
+                yield prepared if isinstance(prepared, Outcome) else self.complete(prepared)
+
+    def prepare(self, doc_id: str) -> Prepared | Outcome:
+        """Claim, parse and split one document; an Outcome when there is nothing more to do."""
         held = registry.claim(self.sessions, doc_id, self.owner, self.lease_s)
         if held is None:
             return Outcome(doc_id, "skipped")
-        started = time.perf_counter()
         try:
             parsed = self._parse(held)
             chunks = split(parsed, count_tokens=self.embedder.count_tokens,
                            chunk_tokens=self.policy.chunk_tokens, overlap_tokens=self.policy.overlap_tokens)
-            points = self._points(held, parsed, chunks)
-            swap(self.store, held.doc_id, points)
         except (InvalidInput, NotFound) as exc:
-            registry.fail(self.sessions, held, exc.message)
-            logger.warning("document %s (%s) failed: %s", held.source, doc_id, exc.message)
-            return Outcome(doc_id, "failed", reason=exc.message)
+            return self._failed(held, exc.message)
+        return Prepared(held, parsed, chunks, time.perf_counter())
+
+    def complete(self, prepared: Prepared) -> Outcome:
+        """Embed, swap into the store and record the document indexed."""
+        held, parsed = prepared.held, prepared.parsed
+        try:
+            points = self._points(held, parsed, prepared.chunks)
+            swap(self.store, held.doc_id, points)
+        except InvalidInput as exc:
+            return self._failed(held, exc.message)
         except BackendUnavailable as exc:
             registry.requeue(self.sessions, held, exc.message)
-            return Outcome(doc_id, "retry", reason=exc.message)
+            return Outcome(held.doc_id, "retry", reason=exc.message)
         except LeaseLost as exc:
-            return Outcome(doc_id, "skipped", reason=str(exc))
+            return Outcome(held.doc_id, "skipped", reason=str(exc))
         if not registry.finish(self.sessions, held, chunk_count=len(points), title=parsed.title,
                                media_type=parsed.media_type):
             # A newer version was submitted meanwhile (or our lease was taken over); its own run will swap.
-            return Outcome(doc_id, "skipped", reason="superseded while indexing")
-        logger.info("indexed %s (%s): %d chunks in %.2fs", held.source, doc_id, len(points),
-                    time.perf_counter() - started)
-        return Outcome(doc_id, "indexed", chunks=len(points))
+            return Outcome(held.doc_id, "skipped", reason="superseded while indexing")
+        logger.info("indexed %s (%s): %d chunks in %.2fs", held.source, held.doc_id, len(points),
+                    time.perf_counter() - prepared.started)
+        return Outcome(held.doc_id, "indexed", chunks=len(points))
+
+    def _failed(self, held: Claim, reason: str) -> Outcome:
+        registry.fail(self.sessions, held, reason)
+        logger.warning("document %s (%s) failed: %s", held.source, held.doc_id, reason)
+        return Outcome(held.doc_id, "failed", reason=reason)
 
     def _parse(self, held: Claim) -> ParsedDocument:
         data = registry.blob(self.sessions, held.content_hash)

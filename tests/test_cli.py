@@ -77,3 +77,33 @@ def _wait_ready(url: str, server: subprocess.Popen[str], timeout_s: float = 120)
         except httpx.TransportError:
             time.sleep(0.5)
     raise AssertionError(f"{url} not ready in {timeout_s}s")
+
+
+@pytest.mark.slow
+def test_ingest_and_sync_from_the_command_line(tmp_path: Path) -> None:
+    env = lorag_env(tmp_path)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "refunds.md").write_text("# Refunds\n\nRefunds take 5 working days.\n")
+    (docs / "hours.txt").write_text("Support is open from 8:00 to 22:00 every day.\n")
+    (docs / "broken.csv").write_text("dish,price\nsoup,4,extra\n")
+
+    first = run_lorag(["ingest", str(docs), "--kb", "support"], env, tmp_path)
+    assert first.returncode == 1  # one document failed; the others are indexed
+    assert "indexed 2 (2 chunks), unchanged 0, deleted 0, failed 1" in first.stdout
+    assert "broken.csv" in first.stderr and "row" in first.stderr
+    assert "docs/s" in first.stdout
+
+    (docs / "broken.csv").unlink()
+    (docs / "hours.txt").unlink()
+    (docs / "refunds.md").write_text("# Refunds\n\nRefunds take 3 working days.\n")
+    second = run_lorag(["sync", str(docs), "--kb", "support"], env, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "indexed 1 (1 chunks), unchanged 0, deleted 2, failed 0" in second.stdout
+
+
+def test_ingest_refuses_a_bad_knowledge_base_name_before_storing_anything(tmp_path: Path) -> None:
+    result = run_lorag(["ingest", str(tmp_path), "--kb", "bad name!"], lorag_env(tmp_path), tmp_path)
+    assert result.returncode == 1
+    assert "knowledge base name 'bad name!'" in result.stderr
+    assert not (tmp_path / "home" / "lorag.db").exists()

@@ -201,3 +201,14 @@ def test_a_bad_new_version_keeps_the_previous_one_searchable(bench: Bench) -> No
     row = registry.get(bench.indexer.sessions, doc_id)
     assert row.status == DocumentStatus.FAILED and "row" in row.error.lower()
     assert bench.chunks_of(doc_id) == before
+
+
+def test_run_many_overlaps_parsing_but_keeps_order_and_outcomes(bench: Bench) -> None:
+    (bench.folder / "a.md").write_text("# A\n\nAlpha text.")
+    (bench.folder / "b.csv").write_text("x,y\n1,2,3\n")
+    (bench.folder / "c.md").write_text("# C\n\nGamma text.")
+    report = service.submit_files(bench.indexer.sessions, service.collect([bench.folder]), kb="support",
+                                  audience="public", max_bytes=2_000_000, job_id=None)
+    outcomes = list(bench.indexer.run_many(report.queued))
+    assert [o.doc_id for o in outcomes] == report.queued
+    assert [o.status for o in outcomes] == ["indexed", "failed", "indexed"]
