@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import BackendUnavailable, InvalidInput, NotFound
@@ -25,12 +26,15 @@ from ingest.document import Chunk, ParsedDocument, content_hash
 from ingest.embed import Embedder
 from ingest.parse import parse
 from ingest.registry import Claim
-from ingest.sparse import sparse_vectors
+from ingest.sparse import SparseVector, sparse_vectors
 from ingest.store import Point, VectorStore, point_id
 
 logger = logging.getLogger(__name__)
 
 RENEW_EVERY = 256  # chunks embedded between two lease renewals
+
+
+Vectors = tuple[np.ndarray, list[SparseVector]]
 
 
 class LeaseLost(Exception):
@@ -81,18 +85,43 @@ class Indexer:
         return prepared if isinstance(prepared, Outcome) else self.complete(prepared)
 
     def run_many(self, doc_ids: Sequence[str]) -> Iterator[Outcome]:
-        """Index documents in order, parsing the next one in a thread while this one is embedded.
+        """Index documents in order, parsing the next one in a thread while the current ones are embedded.
 
         Parsing is CPU work in Python and spaCy, embedding is torch (which releases the GIL): overlapping them
-        hides most of the parsing time behind the embedder.
+        hides most of the parsing time behind the embedder. Small documents are embedded together, up to
+        RENEW_EVERY chunks, so the embedder sees full, length-sorted batches.
         """
+        group: list[Prepared] = []
+        for prepared in self._prefetched(doc_ids):
+            if isinstance(prepared, Prepared) and len(prepared.chunks) < RENEW_EVERY:
+                group.append(prepared)
+                if sum(len(p.chunks) for p in group) < RENEW_EVERY:
+                    continue
+            yield from self._complete_together(group)
+            group = []
+            if not isinstance(prepared, Prepared):
+                yield prepared
+            elif len(prepared.chunks) >= RENEW_EVERY:
+                yield self.complete(prepared)
+        yield from self._complete_together(group)
+
+    def _prefetched(self, doc_ids: Sequence[str]) -> Iterator[Prepared | Outcome]:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorag-parse") as parser:
             upcoming = [parser.submit(self.prepare, doc_id) for doc_id in doc_ids[:1]]
             for position in range(len(doc_ids)):
                 prepared = upcoming.pop().result()
                 if position + 1 < len(doc_ids):
                     upcoming.append(parser.submit(self.prepare, doc_ids[position + 1]))
-                yield prepared if isinstance(prepared, Outcome) else self.complete(prepared)
+                yield prepared
+
+    def _complete_together(self, group: list[Prepared]) -> Iterator[Outcome]:
+        texts = [chunk.text for prepared in group for chunk in prepared.chunks]
+        dense, sparse = self._embed(texts)
+        first = 0
+        for prepared in group:
+            last = first + len(prepared.chunks)
+            yield self.complete(prepared, vectors=(dense[first:last], sparse[first:last]))
+            first = last
 
     def prepare(self, doc_id: str) -> Prepared | Outcome:
         """Claim, parse and split one document; an Outcome when there is nothing more to do."""
@@ -107,11 +136,11 @@ class Indexer:
             return self._failed(held, exc.message)
         return Prepared(held, parsed, chunks, time.perf_counter())
 
-    def complete(self, prepared: Prepared) -> Outcome:
-        """Embed, swap into the store and record the document indexed."""
+    def complete(self, prepared: Prepared, vectors: Vectors | None = None) -> Outcome:
+        """Embed (unless `vectors` were computed with other documents), swap into the store, record indexed."""
         held, parsed = prepared.held, prepared.parsed
         try:
-            points = self._points(held, parsed, prepared.chunks)
+            points = self._points(held, parsed, prepared.chunks, vectors)
             swap(self.store, held.doc_id, points)
         except InvalidInput as exc:
             return self._failed(held, exc.message)
@@ -141,13 +170,15 @@ class Indexer:
             path.write_bytes(data)
             return parse(path, max_bytes=self.policy.max_bytes)
 
-    def _points(self, held: Claim, parsed: ParsedDocument, chunks: list[Chunk]) -> list[Point]:
+    def _embed(self, texts: list[str]) -> Vectors:
+        return self.embedder.embed_batch(texts), sparse_vectors(self.embedder.token_ids(texts))
+
+    def _points(self, held: Claim, parsed: ParsedDocument, chunks: list[Chunk],
+                vectors: Vectors | None) -> list[Point]:
         points: list[Point] = []
         for first in range(0, len(chunks), RENEW_EVERY):
             batch = chunks[first:first + RENEW_EVERY]
-            texts = [chunk.text for chunk in batch]
-            dense = self.embedder.embed_batch(texts)
-            sparse = sparse_vectors(self.embedder.token_ids(texts))
+            dense, sparse = vectors or self._embed([chunk.text for chunk in batch])
             points += [Point(id=point_id(held.doc_id, content_hash(chunk.text), chunk.index), dense=dense[i],
                              sparse=sparse[i], payload=_payload(held, parsed, chunk))
                        for i, chunk in enumerate(batch)]
