@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -17,6 +17,10 @@ from core import db, models
 from core.errors import LoragError
 from core.logs import configure_logging
 from core.settings import Settings, load_settings, redacted
+
+if TYPE_CHECKING:  # the ingestion stack imports torch and qdrant: only commands that need it load it
+    from ingest.pipeline import Outcome
+    from ingest.service import SubmitReport
 
 cli = typer.Typer(name="lorag", no_args_is_help=True, add_completion=False,
                   help="Answers from your own documents with checked citations, from nightly LoRA-tuned models.")
@@ -137,10 +141,10 @@ def sync(
     _report(job_id, report, outcomes)
 
 
-def _report(job_id: str, report: object, outcomes: list) -> None:
+def _report(job_id: str, report: SubmitReport, outcomes: list[Outcome]) -> None:
     from app import ingest_cli
 
-    line, code = ingest_cli.summarise(report, outcomes)  # type: ignore[arg-type]
+    line, code = ingest_cli.summarise(report, outcomes)
     typer.echo(f"{line} (job {job_id})")
     raise typer.Exit(code)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from ingest.store import Point, VectorStore, point_id
 logger = logging.getLogger(__name__)
 
 RENEW_EVERY = 256  # chunks embedded between two lease renewals
+PARSE_AHEAD = 8  # documents parsed ahead of the embedder (bounded, so memory stays flat)
 
 
 Vectors = tuple[np.ndarray, list[SparseVector]]
@@ -106,12 +108,13 @@ class Indexer:
         yield from self._complete_together(group)
 
     def _prefetched(self, doc_ids: Sequence[str]) -> Iterator[Prepared | Outcome]:
+        """`prepare` each document in a parsing thread that keeps up to PARSE_AHEAD documents ready."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lorag-parse") as parser:
-            upcoming = [parser.submit(self.prepare, doc_id) for doc_id in doc_ids[:1]]
+            upcoming = deque(parser.submit(self.prepare, doc_id) for doc_id in doc_ids[:PARSE_AHEAD])
             for position in range(len(doc_ids)):
-                prepared = upcoming.pop().result()
-                if position + 1 < len(doc_ids):
-                    upcoming.append(parser.submit(self.prepare, doc_ids[position + 1]))
+                prepared = upcoming.popleft().result()
+                if position + PARSE_AHEAD < len(doc_ids):
+                    upcoming.append(parser.submit(self.prepare, doc_ids[position + PARSE_AHEAD]))
                 yield prepared
 
     def _complete_together(self, group: list[Prepared]) -> Iterator[Outcome]:
