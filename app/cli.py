@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 import typer
 
 from core import db, models
-from core.errors import LoragError
+from core.errors import InvalidInput, LoragError
 from core.logs import configure_logging
 from core.settings import Settings, load_settings, redacted
 
@@ -156,6 +156,115 @@ def worker(threads: Annotated[int, typer.Option(min=1, help="Documents indexed a
     from app import ingest_cli
 
     ingest_cli.run_worker(_settings(), threads)
+
+
+@cli.command()
+@edge
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    kb: Annotated[str | None, typer.Option(help="Knowledge base to search; all when omitted.")] = None,
+    audience: Annotated[str, typer.Option(help="Answer from public, or public and internal, documents.")] = "public",
+    model: Annotated[str | None, typer.Option(help="Base model or adapter version.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole answer as JSON.")] = False,
+) -> None:
+    """Answer a question from the knowledge base and print its sources."""
+    from app import ingest_cli
+    from retrieval.factory import build_answer_generator, build_answerer
+
+    settings = _settings()
+    audiences = {"public": ("public",), "internal": ("public", "internal")}.get(audience)
+    if audiences is None:
+        raise InvalidInput(f"audience {audience!r} must be public or internal", param="audience")
+    with ingest_cli.open_ingest(settings) as ctx:
+        answerer = build_answerer(settings, ctx.store, ctx.embedder, build_answer_generator(settings))
+        result = answerer.ask(question, kb=kb, audiences=audiences, model=model)
+    if as_json:
+        from app.routes.answers import to_response
+
+        typer.echo(to_response(result).model_dump_json(indent=2))
+        return
+    typer.echo(result.text)
+    for citation in result.citations:
+        where = " > ".join(citation.section) or citation.title
+        page = f", page {citation.page}" if citation.page else ""
+        typer.echo(f"  [{citation.marker}] {citation.source}: {where}{page}")
+    if result.abstained:
+        typer.echo("  (no supported answer: hand over to a person)")
+
+
+evaluation = typer.Typer(no_args_is_help=True, help="Measure retrieval and answers against gold questions.")
+cli.add_typer(evaluation, name="eval")
+
+
+@evaluation.command("retrieval")
+@edge
+def eval_retrieval(
+    kb: Annotated[str, typer.Option(help="Knowledge base to search.")],
+    qa: Annotated[Path, typer.Option(help="JSONL of questions with their gold document and section.")],
+    audience: Annotated[str, typer.Option(help="public or internal.")] = "internal",
+    out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
+) -> None:
+    """recall@k, MRR and nDCG@10 for dense, hybrid and (if configured) hybrid + reranker."""
+    from app import ingest_cli
+    from retrieval import evaluate
+    from retrieval.factory import build_reranker
+    from retrieval.search import Retriever
+
+    settings = _settings()
+    items = evaluate.load_qa(qa)
+    audiences = ("public",) if audience == "public" else ("public", "internal")
+    with ingest_cli.open_ingest(settings) as ctx:
+        plain = Retriever(ctx.store, ctx.embedder)
+        report: dict[str, object] = {
+            mode: evaluate.retrieval_metrics(plain, items, kb=kb, audiences=audiences, mode=mode)
+            for mode in ("dense", "sparse", "hybrid")
+        }
+        reranker = build_reranker(settings)
+        if reranker is not None:
+            reranked = Retriever(ctx.store, ctx.embedder, reranker)
+            report["hybrid+reranker"] = evaluate.retrieval_metrics(reranked, items, kb=kb, audiences=audiences,
+                                                                   mode="hybrid")
+        else:
+            report["reranker"] = "none configured (LORAG_RETRIEVAL__RERANKER)"
+    _save_eval("retrieval", report, settings, qa, kb, out)
+
+
+@evaluation.command("answers")
+@edge
+def eval_answers(
+    kb: Annotated[str, typer.Option(help="Knowledge base to search.")],
+    qa: Annotated[Path, typer.Option(help="JSONL of questions, gold answers, documents; answer null: unanswerable.")],
+    audience: Annotated[str, typer.Option(help="public or internal.")] = "internal",
+    model: Annotated[str | None, typer.Option(help="Base model or adapter version.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions (generation is slow on a CPU).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
+) -> None:
+    """Token-F1, ROUGE-L, citation precision/recall and abstention, answerable and unanswerable."""
+    from app import ingest_cli
+    from retrieval import evaluate
+    from retrieval.factory import build_answer_generator, build_answerer
+
+    settings = _settings()
+    items = evaluate.load_qa(qa)[:limit]
+    audiences = ("public",) if audience == "public" else ("public", "internal")
+    with ingest_cli.open_ingest(settings) as ctx:
+        answerer = build_answerer(settings, ctx.store, ctx.embedder, build_answer_generator(settings))
+        metrics = evaluate.answer_metrics(
+            lambda question: answerer.ask(question, kb=kb, audiences=audiences, model=model), items)
+    _save_eval("answers", {"metrics": metrics, "model": model or "base"}, settings, qa, kb, out)
+
+
+def _save_eval(name: str, report: dict[str, object], settings: Settings, qa: Path, kb: str, out: Path | None) -> None:
+    import hashlib
+    import importlib.metadata
+
+    report["run"] = {"kb": kb, "qa_file": str(qa), "qa_sha256": hashlib.sha256(qa.read_bytes()).hexdigest(),
+                     "lorag": importlib.metadata.version("lorag"), "settings": redacted(settings)}
+    from retrieval.evaluate import write_report
+
+    json_path, md_path = write_report(name, report, out or settings.runs_dir / "eval")
+    typer.echo(md_path.read_text())
+    typer.echo(f"reports: {json_path} {md_path}")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from app.errors import install_error_handlers
 from app.observability import Metrics, install_observability
 from app.resources import open_resources
-from app.routes import documents, health
+from app.routes import answers, documents, health
 from core import models
 from core.logs import configure_logging
 from core.settings import Settings, load_settings
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(documents.router)
+    app.include_router(answers.router)
     return app
 
 

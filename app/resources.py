@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import Request
 from sqlalchemy import Engine
@@ -16,6 +15,9 @@ from ingest.embed import Embedder
 from ingest.factory import build_embedder, build_indexer, build_queue, build_store
 from ingest.store import VectorStore
 from ingest.worker import IngestQueue, Worker
+from retrieval.answer import Answerer
+from retrieval.factory import build_answer_generator, build_answerer
+from retrieval.generate import Generator
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +28,8 @@ class Resources:
     engine: Engine
     sessions: sessionmaker[Session]
     store: VectorStore
-    generator: tuple[Any, Any] | None = None  # (model, tokenizer) of the base model
+    answer_generator: Generator | None = None
+    answerer: Answerer | None = None
     embedder: Embedder | None = None
     queue: IngestQueue | None = None
     workers: list[Worker] = field(default_factory=list)
@@ -58,12 +61,14 @@ def _load_models(resources: Resources) -> None:
         import torch
 
         torch.set_num_threads(section.threads)
-    base = models.resolve(section.base, resources.settings.models_dir)
-    resources.generator = models.load_causal_lm(base, section.device)
-    embedder = models.resolve(section.embedder, resources.settings.models_dir)
-    resources.embedder = build_embedder(resources.settings, models.load_embedder(embedder, section.device))
+    settings = resources.settings
+    embedder = models.resolve(section.embedder, settings.models_dir)
+    resources.embedder = build_embedder(settings, models.load_embedder(embedder, section.device))
     resources.store.ensure_collection(resources.embedder.dim)
-    logger.info("models loaded: base=%s embedder=%s", base.location, embedder.location)
+    resources.answer_generator = build_answer_generator(settings)
+    resources.answerer = build_answerer(settings, resources.store, resources.embedder, resources.answer_generator)
+    logger.info("models loaded: base=%s (%s backend) embedder=%s", section.base, settings.generator.backend,
+                embedder.location)
 
 
 def _start_ingestion(resources: Resources) -> None:

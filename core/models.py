@@ -63,6 +63,17 @@ def resolve(spec: str, models_dir: Path) -> ModelRef:
     return ModelRef(spec, spec, local=False)
 
 
+def served_name(spec: str) -> str:
+    """The name clients use for the base model in the OpenAI `model` field.
+
+    >>> served_name("packaged:smollm2-135m-instruct"), served_name("HuggingFaceTB/SmolLM2-360M-Instruct")
+    ('smollm2-135m-instruct', 'HuggingFaceTB/SmolLM2-360M-Instruct')
+    """
+    if spec.startswith("packaged:"):
+        return spec.removeprefix("packaged:")
+    return Path(spec).name if Path(spec).expanduser().exists() else spec
+
+
 def stay_offline_unless_hub(specs: list[str], models_dir: Path) -> None:
     """Forbid hub access for the process unless a configured model is a hub id.
 

@@ -91,6 +91,32 @@ class QueueSettings(Section):
     )
 
 
+class RetrievalSettings(Section):
+    top_k: int = Field(6, ge=1, le=50, description="Chunks given to the generator as numbered sources.")
+    mode: Literal["dense", "sparse", "hybrid"] = Field(
+        "hybrid", description="Dense vectors, sparse lexical vectors, or both fused by reciprocal rank."
+    )
+    min_relevance: float = Field(
+        0.25, ge=-1, le=1, description="Best query-chunk cosine below which lorag abstains without generating."
+    )
+    reranker: str | None = Field(
+        None, description="Cross-encoder to rerank candidates (local directory or hub id); empty: no reranking."
+    )
+    context_tokens: int = Field(
+        1600, ge=256, description="Prompt budget in generator tokens: rules, history, sources and question."
+    )
+
+
+class GeneratorSettings(Section):
+    backend: Literal["transformers", "openai"] = Field(
+        "transformers", description="'transformers' runs the model in-process; 'openai' calls a vLLM server."
+    )
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL for backend=openai, e.g. http://vllm:8000/v1.")
+    api_key: SecretStr | None = Field(None, description="API key of the OpenAI-compatible model server.")
+    timeout_s: float = Field(60.0, gt=0, description="Seconds before a generation request gives up.")
+    max_new_tokens: int = Field(192, ge=1, le=4096, description="Longest answer, in generator tokens.")
+
+
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level of every process.")
     debug_bodies: bool = Field(False, description="Also log prompt and answer bodies (never in production).")
@@ -118,6 +144,8 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings, description="HTTP API.")
     ingest: IngestSettings = Field(default_factory=IngestSettings, description="Parsing, chunking, embedding.")
     queue: QueueSettings = Field(default_factory=QueueSettings, description="Ingestion jobs and workers.")
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Search and prompt.")
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings, description="Answer generation.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
     @model_validator(mode="after")
@@ -127,6 +155,8 @@ class Settings(BaseSettings):
             problems.append("LORAG_STORE__URL is required when LORAG_STORE__BACKEND=qdrant")
         if self.queue.backend == "redis" and not self.queue.redis_url:
             problems.append("LORAG_QUEUE__REDIS_URL is required when LORAG_QUEUE__BACKEND=redis")
+        if self.generator.backend == "openai" and not self.generator.base_url:
+            problems.append("LORAG_GENERATOR__BASE_URL is required when LORAG_GENERATOR__BACKEND=openai")
         if self.ingest.overlap_tokens >= self.ingest.chunk_tokens:
             problems.append("LORAG_INGEST__OVERLAP_TOKENS must be smaller than LORAG_INGEST__CHUNK_TOKENS")
         if self.database.url:

@@ -61,3 +61,16 @@ def test_an_unreachable_database_is_a_clear_retryable_error() -> None:
     engine = db.build_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
     with pytest.raises(BackendUnavailable, match="the database is unreachable"):
         db.ping(engine)
+
+
+def test_processes_starting_together_migrate_once(database_url: str) -> None:
+    import subprocess
+    import sys
+
+    script = ("import sys; from core import db; e = db.build_engine(sys.argv[1]); db.migrate(e); "
+              "print(db.current_revision(e))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, database_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, [err for _out, err in results]
+    assert {out.strip() for out, _err in results} == {"0001"}

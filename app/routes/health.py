@@ -49,10 +49,12 @@ def _check_store(resources: Resources) -> dict[str, object]:
 
 
 def _check_generator(resources: Resources) -> dict[str, object]:
-    if resources.generator is None:
+    generator = resources.answer_generator
+    if generator is None:
         return {"ok": False, "detail": "no generator loaded (LORAG_SERVER__LOAD_MODELS=false)"}
-    model, _tokenizer = resources.generator
-    return {"ok": True, "detail": model.name_or_path}
+    if not generator.healthy():
+        return {"ok": False, "detail": f"the {resources.settings.generator.backend} generator does not answer"}
+    return {"ok": True, "detail": ", ".join(generator.models())}
 
 
 def _check_embedder(resources: Resources) -> dict[str, object]:

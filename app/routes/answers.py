@@ -1,0 +1,164 @@
+"""Questions in, cited answers out: lorag's own `/v1/ask` and the OpenAI-compatible chat API."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from itertools import chain
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from app.resources import Resources, get_resources
+from core.errors import BackendUnavailable, InvalidInput, LoragError
+from retrieval.answer import Answerer, AnswerResult
+
+router = APIRouter(prefix="/v1", tags=["answers"])
+
+# Until API keys carry an audience (the trust issue), the HTTP API answers from public documents only.
+PUBLIC = ("public",)
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=8000)
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=2000, description="The question, in the user's words.")
+    kb: str | None = Field(None, max_length=64, description="Knowledge base to search; all when empty.")
+    history: list[Turn] = Field(default_factory=list, max_length=20, description="Earlier turns, oldest first.")
+    model: str | None = Field(None, description="The base model or an adapter version; the base model if empty.")
+
+
+class CitationOut(BaseModel):
+    marker: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    source: str
+    section: list[str]
+    page: int | None
+    start: int
+    end: int
+    snippet: str
+    support: float
+
+
+class AskResponse(BaseModel):
+    answer: str
+    citations: list[CitationOut]
+    abstained: bool
+    handoff: bool
+    model: str
+    timings: dict[str, float | None]
+    usage: dict[str, int]
+
+
+def answerer_of(resources: Annotated[Resources, Depends(get_resources)]) -> Answerer:
+    if resources.answerer is None:
+        raise BackendUnavailable("the answering models are not loaded (LORAG_SERVER__LOAD_MODELS=false)")
+    return resources.answerer
+
+
+@router.post("/ask", response_model=AskResponse, summary="Answer a question with checked citations")
+def ask(request: AskRequest, answerer: Annotated[Answerer, Depends(answerer_of)]) -> AskResponse:
+    result = answerer.ask(request.question, kb=request.kb, audiences=PUBLIC,
+                          history=[turn.model_dump() for turn in request.history], model=request.model)
+    return to_response(result)
+
+
+def to_response(result: AnswerResult) -> AskResponse:
+    return AskResponse(answer=result.text, citations=citations_of(result), abstained=result.abstained,
+                       handoff=result.handoff, model=result.model, timings=vars(result.timings),
+                       usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens})
+
+
+def citations_of(result: AnswerResult) -> list[CitationOut]:
+    return [CitationOut(**{**vars(c), "section": list(c.section)}) for c in result.citations]
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=8000)
+
+
+class ChatRequest(BaseModel):
+    model: str | None = Field(None, description="The base model or an adapter version.")
+    messages: list[ChatMessage] = Field(min_length=1, max_length=40)
+    stream: bool = False
+    kb: str | None = Field(None, max_length=64, description="lorag extension: the knowledge base to search.")
+    max_tokens: int | None = Field(None, ge=1, description="Accepted for compatibility; the server's limit applies.")
+    temperature: float | None = Field(None, ge=0, le=2, description="Accepted for compatibility; answers are greedy.")
+
+
+@router.post("/chat/completions", summary="OpenAI-compatible chat; citations in the response and stream")
+def chat_completions(request: ChatRequest, answerer: Annotated[Answerer, Depends(answerer_of)]) -> Any:
+    question, history = split_conversation(request.messages)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    if not request.stream:
+        result = answerer.ask(question, kb=request.kb, audiences=PUBLIC, history=history, model=request.model)
+        return completion_body(completion_id, result)
+    events = answerer.ask_stream(question, kb=request.kb, audiences=PUBLIC, history=history, model=request.model)
+    # The first event is taken before the response starts, so a bad model name or a model server that is
+    # down still gets its proper status code instead of a broken stream.
+    first = next(events)
+    return StreamingResponse(sse(completion_id, request.model, chain([first], events)),
+                             media_type="text/event-stream")
+
+
+def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]]]:
+    """The last user message is the question; earlier user/assistant turns are history (system ignored:
+    lorag's own rules apply)."""
+    if messages[-1].role != "user":
+        raise InvalidInput("the last message must come from the user", param="messages")
+    turns = [m.model_dump() for m in messages[:-1] if m.role != "system"]
+    return messages[-1].content, turns
+
+
+def completion_body(completion_id: str, result: AnswerResult) -> dict[str, Any]:
+    return {
+        "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": result.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                  "total_tokens": result.prompt_tokens + result.completion_tokens},
+        "citations": [c.model_dump() for c in citations_of(result)],
+        "abstained": result.abstained, "handoff": result.handoff,
+    }
+
+
+def sse(completion_id: str, model: str | None, events: Iterator[str | AnswerResult]) -> Iterator[str]:
+    """OpenAI chunks for the draft text, then a final chunk carrying the verified answer and citations."""
+    created = int(time.time())
+    try:
+        yield from _chunks(completion_id, model, created, events)
+    except LoragError as exc:  # mid-stream: the status line is gone, so the error travels as an event
+        yield f"data: {json.dumps(exc.envelope())}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _chunks(completion_id: str, model: str | None, created: int, events: Iterator[str | AnswerResult]) -> Iterator[str]:
+    for event in events:
+        if isinstance(event, str):
+            delta = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                     "model": model or "", "choices": [{"index": 0, "delta": {"content": event},
+                                                        "finish_reason": None}]}
+            yield f"data: {json.dumps(delta)}\n\n"
+            continue
+        final = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": event.model,
+                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                 "citations": [c.model_dump() for c in citations_of(event)], "answer": event.text,
+                 "abstained": event.abstained, "handoff": event.handoff}
+        yield f"data: {json.dumps(final)}\n\n"
+
+
+@router.get("/models", summary="The base model and the adapter versions that can answer")
+def list_models(resources: Annotated[Resources, Depends(get_resources)]) -> dict[str, Any]:
+    names = resources.answer_generator.models() if resources.answer_generator else []
+    return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "lorag"}
+                                       for name in names]}

@@ -1,0 +1,411 @@
+"""Generators: chat messages in, text out, with the adapter chosen per request by the OpenAI `model` field.
+
+`TransformersGenerator` runs the base model and its LoRA adapters in-process (the embedded default);
+`OpenAIGenerator` is the same seam over an OpenAI-compatible server such as vLLM. torch and transformers are
+imported where they are used, so the openai backend and modules that merely import this one don't load them.
+
+>>> generator = build_generator("transformers", model=model, tokenizer=tokenizer, base_name="smollm2-135m-instruct",
+...                             adapters={"support@3": Path("adapters/support@3")}, base_url=None, api_key=None,
+...                             timeout_s=60.0)
+>>> generator.generate([{"role": "user", "content": "Hi"}], model="support@3", max_new_tokens=32).finish_reason
+'stop'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import httpx
+
+from core.errors import BackendUnavailable, ConfigError, Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, TextIteratorStreamer
+
+logger = logging.getLogger(__name__)
+
+Messages = Sequence[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length"
+
+
+class Generator(Protocol):
+    def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
+                 temperature: float = 0.0) -> Generation: ...
+
+    def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
+               temperature: float = 0.0) -> Iterator[str]:
+        """Text deltas; joined they equal `generate`'s text under greedy decoding. Close it when done early."""
+        ...
+
+    def models(self) -> list[str]:
+        """The base model's name first, then the adapters'."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def healthy(self) -> bool: ...
+
+
+def check_request(messages: Messages, max_new_tokens: int, temperature: float) -> None:
+    if not messages:
+        raise InvalidInput("messages is empty: send at least one {'role': 'user', 'content': ...}", param="messages")
+    for index, message in enumerate(messages):
+        if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
+            raise InvalidInput(f"messages[{index}] needs a string 'role' and 'content'", param="messages")
+    if max_new_tokens < 1:
+        raise InvalidInput(f"max_tokens must be at least 1, got {max_new_tokens}", param="max_tokens")
+    if temperature < 0:
+        raise InvalidInput(f"temperature must be 0 (greedy) or more, got {temperature}", param="temperature")
+
+
+class _StopWhenSet:
+    """A stopping criterion (generate only calls it) that a closed stream uses to end the model's loop."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **_: object) -> torch.BoolTensor:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class TransformersGenerator:
+    """The base model plus LoRA adapters loaded lazily into one `PeftModel`, one generation at a time.
+
+    What peft does to `model`: the first adapter to load wraps `model` in place. Its q_proj/v_proj (or whatever
+    the adapter targets) become LoRA layers around the original Linear modules, and peft sets
+    `requires_grad=False` on the base weights. Between calls every adapter layer stays *disabled*, so anyone else
+    holding `model` still gets the base model's outputs (the tests check this). Don't give the same object to a
+    trainer, though: `get_peft_model` on it would stack on top of these layers. When the last loaded adapter is
+    removed, `unload()` puts the original modules back.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, base_name: str,
+                 adapters: Mapping[str, Path] = {}) -> None:
+        for name, path in adapters.items():
+            _check_adapter_dir(name, path)
+        self.base_name = base_name
+        self._model = model
+        self._tokenizer = tokenizer
+        # Copied on write, so models() reads a consistent snapshot without waiting for a generation.
+        self._adapters: dict[str, Path] = dict(adapters)
+        self._peft: PeftModel | None = None
+        # One generation at a time: the adapter selection is global state of the model. Batching concurrent
+        # requests (and mixing adapters in a batch, as vLLM does) is a later issue.
+        self._lock = threading.Lock()
+
+    def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
+                 temperature: float = 0.0) -> Generation:
+        import torch
+
+        name = self._known(model)
+        check_request(messages, max_new_tokens, temperature)
+        inputs = self._encode(messages, max_new_tokens)
+        prompt_tokens = inputs["input_ids"].shape[1]
+        with self._lock, self._selected(name) as network, torch.inference_mode():
+            output = network.generate(**inputs, generation_config=self._config(max_new_tokens, temperature))
+        completion = output[0, prompt_tokens:].tolist()
+        text = self._tokenizer.decode(completion, skip_special_tokens=True)
+        return Generation(text=text, model=name, prompt_tokens=prompt_tokens, completion_tokens=len(completion),
+                          finish_reason=self._finish_reason(completion, max_new_tokens))
+
+    def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
+               temperature: float = 0.0) -> Iterator[str]:
+        name = self._known(model)
+        check_request(messages, max_new_tokens, temperature)
+        inputs = self._encode(messages, max_new_tokens)
+        deltas = self._deltas(name, inputs, self._config(max_new_tokens, temperature))
+        next(deltas)  # runs up to the lock and the thread start, so close() always releases what it took
+        return deltas
+
+    def models(self) -> list[str]:
+        return [self.base_name, *self._adapters]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def healthy(self) -> bool:
+        return True  # in-process: if this object exists, the model is loaded
+
+    def add_adapter(self, name: str, path: Path) -> None:
+        """Make a newly promoted adapter servable; it loads on its first request."""
+        _check_adapter_dir(name, path)
+        if name == self.base_name or name in self._adapters:
+            raise Conflict(f"a model named {name!r} is already served; adapter versions are never reused",
+                           param="model")
+        self._adapters = {**self._adapters, name: path}
+
+    def remove_adapter(self, name: str) -> None:
+        if name not in self._adapters:
+            raise NotFound(f"unknown adapter {name!r}; available: {', '.join(self._adapters) or 'none'}",
+                           param="model")
+        with self._lock:  # never pull an adapter out from under a running generation
+            if self._peft is not None and name in self._peft.peft_config:
+                self._unload(name)
+            self._adapters = {key: value for key, value in self._adapters.items() if key != name}
+
+    def _known(self, model: str | None) -> str:
+        if model is None or model == self.base_name:
+            return self.base_name
+        if model not in self._adapters:
+            raise NotFound(f"unknown model {model!r}; available: {', '.join(self.models())}", param="model")
+        return model
+
+    def _encode(self, messages: Messages, max_new_tokens: int) -> dict[str, torch.Tensor]:
+        encoded = self._tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
+                                                      return_tensors="pt", return_dict=True)
+        inputs = {key: value.to(self._model.device) for key, value in encoded.items()}
+        limit = getattr(self._model.config, "max_position_embeddings", None)
+        if limit and inputs["input_ids"].shape[1] + max_new_tokens > limit:
+            raise InvalidInput(f"the prompt ({inputs['input_ids'].shape[1]} tokens) plus max_tokens "
+                               f"({max_new_tokens}) exceeds the model's context of {limit} tokens", param="messages")
+        return inputs
+
+    def _config(self, max_new_tokens: int, temperature: float) -> GenerationConfig:
+        from transformers import GenerationConfig
+
+        # Built from scratch so the checkpoint's sampling defaults (top_k, top_p) don't bend OpenAI semantics.
+        return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                                temperature=temperature if temperature > 0 else None,
+                                eos_token_id=self._model.generation_config.eos_token_id,
+                                pad_token_id=self._tokenizer.pad_token_id)
+
+    def _finish_reason(self, completion: list[int], max_new_tokens: int) -> str:
+        eos = self._model.generation_config.eos_token_id
+        stops = set(eos) if isinstance(eos, list) else {eos}
+        if len(completion) >= max_new_tokens and (not completion or completion[-1] not in stops):
+            return "length"
+        return "stop"
+
+    def _deltas(self, name: str, inputs: dict[str, torch.Tensor], config: GenerationConfig) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+        failures: list[BaseException] = []
+        with self._lock, self._selected(name) as network:
+            worker = threading.Thread(target=_generate_into, daemon=True, name="lorag-generate",
+                                      args=(network, inputs, config, streamer, stop, failures))
+            worker.start()
+            try:
+                yield ""  # the priming step of stream(); never reaches the caller
+                yield from (delta for delta in streamer if delta)
+            finally:
+                stop.set()  # a consumer that left early stops the model after its current token
+                worker.join()
+        if failures:
+            raise failures[0]
+
+    @contextmanager
+    def _selected(self, name: str) -> Iterator[PreTrainedModel | PeftModel]:
+        """The network to call for `name`; call with the lock held. Adapter layers rest disabled."""
+        if name == self.base_name:
+            yield self._model
+            return
+        network = self._loaded(name)
+        network.set_adapter(name)
+        network.base_model.enable_adapter_layers()
+        try:
+            yield network
+        finally:
+            network.base_model.disable_adapter_layers()
+
+    def _loaded(self, name: str) -> PeftModel:
+        from peft import PeftModel
+
+        if name not in self._adapters:  # removed while this request waited for the lock
+            raise NotFound(f"unknown model {name!r}; available: {', '.join(self.models())}", param="model")
+        path = str(self._adapters[name])
+        if self._peft is None:
+            logger.info("loading adapter %s from %s", name, path)
+            self._peft = PeftModel.from_pretrained(self._model, path, adapter_name=name, is_trainable=False)
+        elif name not in self._peft.peft_config:
+            logger.info("loading adapter %s from %s", name, path)
+            self._peft.load_adapter(path, adapter_name=name, is_trainable=False)
+        self._peft.eval()
+        self._peft.base_model.disable_adapter_layers()  # freshly injected layers start enabled
+        return self._peft
+
+    def _unload(self, name: str) -> None:
+        assert self._peft is not None
+        if len(self._peft.peft_config) == 1:
+            self._peft.unload()  # the last adapter: put the original Linear modules back into the base model
+            self._peft = None
+        else:
+            self._peft.delete_adapter(name)
+
+
+def _generate_into(network: PreTrainedModel | PeftModel, inputs: dict[str, torch.Tensor], config: GenerationConfig,
+                   streamer: TextIteratorStreamer, stop: threading.Event, failures: list[BaseException]) -> None:
+    import torch
+    from transformers import StoppingCriteriaList
+
+    try:
+        with torch.inference_mode():
+            network.generate(**inputs, generation_config=config, streamer=streamer,
+                             stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]))
+    except BaseException as error:  # handed to the consuming thread, which re-raises it
+        failures.append(error)
+        streamer.end()  # otherwise the consumer waits forever for text that never comes
+
+
+def _check_adapter_dir(name: str, path: Path) -> None:
+    if not (Path(path) / "adapter_config.json").is_file():
+        raise InvalidInput(f"adapter {name!r}: no adapter_config.json in {path} (save it with peft's save_pretrained)",
+                           param="model")
+
+
+class OpenAIGenerator:
+    """An OpenAI-compatible chat server (vLLM serves LoRA adapters under their names in the `model` field)."""
+
+    def __init__(self, base_url: str, api_key: str | None, *, base_name: str, timeout_s: float,
+                 tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.base_name = base_name
+        self._tokenizer = tokenizer
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+
+    def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
+                 temperature: float = 0.0) -> Generation:
+        check_request(messages, max_new_tokens, temperature)
+        payload = self._payload(messages, model, max_new_tokens, temperature, stream=False)
+        with self._unreachable_as_unavailable():
+            response = self._client.post("/chat/completions", json=payload)
+        body = self._checked(response).json()
+        choice = body["choices"][0]
+        text = choice["message"]["content"] or ""
+        usage = body.get("usage") or {}
+        return Generation(text=text, model=payload["model"],
+                          prompt_tokens=usage.get("prompt_tokens", 0),
+                          completion_tokens=usage.get("completion_tokens", self.count_tokens(text)),
+                          finish_reason=choice.get("finish_reason") or "stop")
+
+    def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
+               temperature: float = 0.0) -> Iterator[str]:
+        check_request(messages, max_new_tokens, temperature)
+        deltas = self._deltas(self._payload(messages, model, max_new_tokens, temperature, stream=True))
+        next(deltas)  # connects and checks the status here, so errors surface before the caller commits a response
+        return deltas
+
+    def models(self) -> list[str]:
+        with self._unreachable_as_unavailable():
+            response = self._client.get("/models")
+        names = [entry["id"] for entry in self._checked(response).json()["data"]]
+        return [self.base_name, *(name for name in names if name != self.base_name)]
+
+    def count_tokens(self, text: str) -> int:
+        if self._tokenizer is not None:
+            return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+        # No local tokenizer: an estimate (English runs ~1.3 BPE tokens a word) is enough for prompt budgets,
+        # which keep a margin; give the server's tokenizer for exact counts.
+        return round(len(text.split()) * 1.3)
+
+    def healthy(self) -> bool:
+        try:
+            self.models()
+        except BackendUnavailable:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _payload(self, messages: Messages, model: str | None, max_new_tokens: int, temperature: float,
+                 stream: bool) -> dict[str, object]:
+        return {"model": model or self.base_name, "messages": list(messages), "max_tokens": max_new_tokens,
+                "temperature": temperature, "stream": stream}
+
+    def _deltas(self, payload: dict[str, object]) -> Iterator[str]:
+        with self._unreachable_as_unavailable(), self._client.stream("POST", "/chat/completions",
+                                                                      json=payload) as response:
+            if response.is_error:
+                response.read()
+                self._checked(response)
+            yield ""  # the priming step of stream(); never reaches the caller
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue  # SSE comments, event names and the blank lines between events
+                data = line[len("data:"):].strip()
+                if data == "[DONE]":
+                    return
+                delta = _sse_delta(json.loads(data))
+                if delta:
+                    yield delta
+
+    @contextmanager
+    def _unreachable_as_unavailable(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.TransportError as error:  # refused, reset, DNS, every timeout
+            raise BackendUnavailable(f"the model server at {self.base_url} is unreachable: "
+                                     f"{type(error).__name__}: {error}", retry_after=5) from error
+
+    def _checked(self, response: httpx.Response) -> httpx.Response:
+        if not response.is_error:
+            return response
+        message = _server_message(response)
+        if response.status_code >= 500:
+            raise BackendUnavailable(f"the model server at {self.base_url} is unreachable: "
+                                     f"HTTP {response.status_code}: {message}", retry_after=5)
+        if response.status_code == 404:
+            raise NotFound(message, param="model")
+        raise InvalidInput(f"the model server refused the request (HTTP {response.status_code}): {message}")
+
+
+def _sse_delta(event: dict[str, object]) -> str:
+    if "error" in event:  # vLLM reports failures after the 200 header as an event
+        raise BackendUnavailable(f"the model server failed mid-stream: {_error_text(event)}", retry_after=5)
+    choices = event.get("choices") or []
+    return (choices[0].get("delta") or {}).get("content") or "" if choices else ""
+
+
+def _server_message(response: httpx.Response) -> str:
+    try:
+        return _error_text(response.json())
+    except ValueError:
+        return response.text.strip() or response.reason_phrase
+
+
+def _error_text(body: object) -> str:
+    # OpenAI and vLLM send {"error": {"message"}}, older vLLM {"message"}, FastAPI {"detail"}.
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and "message" in error:
+            return str(error["message"])
+        for key in ("message", "detail"):
+            if key in body:
+                return str(body[key])
+    return json.dumps(body)
+
+
+def build_generator(backend: Literal["transformers", "openai"], *, model: PreTrainedModel | None,
+                    tokenizer: PreTrainedTokenizerBase | None, base_name: str, adapters: Mapping[str, Path],
+                    base_url: str | None, api_key: str | None, timeout_s: float) -> Generator:
+    if backend == "transformers":
+        if model is None or tokenizer is None:
+            raise ConfigError("generator backend 'transformers' needs the loaded base model and tokenizer")
+        return TransformersGenerator(model, tokenizer, base_name=base_name, adapters=adapters)
+    if backend == "openai":
+        if not base_url:
+            raise ConfigError("generator backend 'openai' needs LORAG_GENERATOR__BASE_URL, e.g. http://vllm:8000/v1")
+        return OpenAIGenerator(base_url, api_key, base_name=base_name, timeout_s=timeout_s, tokenizer=tokenizer)
+    raise ConfigError(f"unknown generator backend {backend!r}: use 'transformers' or 'openai'")

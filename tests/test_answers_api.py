@@ -1,0 +1,112 @@
+"""Cited answers over a real uvicorn server on loopback, driven by the official `openai` client."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from tests.conftest import MODELS_CACHE, REPO, free_port
+from tests.test_cli import _wait_ready, lorag_env
+
+pytestmark = pytest.mark.slow
+
+SUPPORT = REPO / "samples" / "kb" / "support"
+EXPERTS = REPO / "samples" / "kb" / "experts"
+PUBLIC_DOCS = ["late_deliveries.md", "placing_an_order.md", "refund_policy.pdf", "tipping.md"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("answers")
+    docs, internal = home / "support", home / "experts"
+    docs.mkdir()
+    internal.mkdir()
+    for name in PUBLIC_DOCS:
+        shutil.copy(SUPPORT / name, docs / name)
+    shutil.copy(EXPERTS / "refund_approval_limits.docx", internal / "refund_approval_limits.docx")
+    env = lorag_env(home, LORAG_MODELS__CACHE_DIR=str(MODELS_CACHE), LORAG_GENERATOR__MAX_NEW_TOKENS="48")
+    for folder, kb, audience in ((docs, "support", "public"), (internal, "experts", "internal")):
+        result = subprocess.run([sys.executable, "-m", "app", "ingest", str(folder), "--kb", kb, "--audience",
+                                 audience], env=env, cwd=home, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=home,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert _wait_ready(f"http://127.0.0.1:{port}/readyz", process) == 200
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+def _check_citations(citations: list[dict], allowed_sources: set[str]) -> None:
+    for citation in citations:
+        assert citation["source"] in allowed_sources
+        assert citation["snippet"] and citation["end"] > citation["start"]
+
+
+def test_models_lists_the_base_model(server: str) -> None:
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+    assert "smollm2-135m-instruct" in [model.id for model in client.models.list().data]
+
+
+def test_chat_completion_carries_checked_citations(server: str) -> None:
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+    completion = client.chat.completions.create(
+        model="smollm2-135m-instruct", extra_body={"kb": "support"},
+        messages=[{"role": "user", "content": "What is the minimum order value for delivery?"}])
+    extra = completion.model_extra or {}
+    assert "citations" in extra and "abstained" in extra
+    if extra["abstained"]:
+        assert completion.choices[0].message.content == "I can't find this in the documentation."
+    else:
+        assert extra["citations"]
+        _check_citations(extra["citations"], set(PUBLIC_DOCS))
+
+
+def test_citations_survive_streaming(server: str) -> None:
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+    stream = client.chat.completions.create(
+        model="smollm2-135m-instruct", stream=True, extra_body={"kb": "support"},
+        messages=[{"role": "user", "content": "How long do refunds take to reach my card?"}])
+    chunks = list(stream)
+    final = chunks[-1].model_extra or {}
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert {"citations", "answer", "abstained"} <= set(final)
+    assert sum(bool(c.choices and c.choices[0].delta.content) for c in chunks[:-1]) >= 1
+    _check_citations(final["citations"], set(PUBLIC_DOCS))
+
+
+def test_ask_abstains_on_what_the_documents_do_not_say(server: str) -> None:
+    response = httpx.post(f"{server}/v1/ask", json={"question": "Who is the CEO of Dashbite?", "kb": "support"},
+                          timeout=120)
+    body = response.json()
+    assert response.status_code == 200
+    assert body["abstained"] is True and body["handoff"] is True and body["citations"] == []
+
+
+def test_a_public_caller_never_gets_internal_content(server: str) -> None:
+    question = "How much goodwill credit may an agent approve without a supervisor?"
+    for kb in (None, "experts"):
+        body = httpx.post(f"{server}/v1/ask", json={"question": question, "kb": kb}, timeout=120).json()
+        assert all(c["source"] != "refund_approval_limits.docx" for c in body["citations"])
+        assert "without a supervisor" not in body["answer"] or body["abstained"]
+
+
+def test_bad_requests_get_openai_errors(server: str) -> None:
+    response = httpx.post(f"{server}/v1/chat/completions", json={"messages": []}, timeout=30)
+    assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+    response = httpx.post(f"{server}/v1/chat/completions", timeout=30,
+                          json={"model": "nope@1", "messages": [{"role": "user", "content": "minimum order value?"}],
+                                "kb": "support"})
+    assert response.status_code == 404, response.text
+    assert "unknown model" in json.dumps(response.json())
