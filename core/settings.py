@@ -105,6 +105,10 @@ class RetrievalSettings(Section):
     context_tokens: int = Field(
         1600, ge=256, description="Prompt budget in generator tokens: rules, history, sources and question."
     )
+    attribute_uncited: bool = Field(
+        True, description="Cite a sentence the model left unmarked with the retrieved source that supports it "
+        "best, after the same check as any citation; off: unmarked sentences are removed.",
+    )
 
 
 class GeneratorSettings(Section):

@@ -57,6 +57,7 @@ class AnswerPolicy:
     min_relevance: float
     context_tokens: int
     max_new_tokens: int
+    attribute_uncited: bool = True
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ class Answerer:
                 first_token_s: float | None, completion_tokens: int) -> AnswerResult:
         checked = time.perf_counter()
         verified = verify(draft, planned.prompt.sources, similarity=self.similarity,
-                          lexical_threshold=LEXICAL_THRESHOLD, semantic_threshold=SEMANTIC_THRESHOLD)
+                          lexical_threshold=LEXICAL_THRESHOLD, semantic_threshold=SEMANTIC_THRESHOLD,
+                          attribute_uncited=self.policy.attribute_uncited)
         now = time.perf_counter()
         timings = Timings(planned.retrieval_s, planned.prompt_s, generation_s, now - checked, now - planned.started,
                           first_token_s)

@@ -249,14 +249,22 @@ def is_abstention(sentence: str) -> bool:
 
 
 def verify(answer_text: str, sources: Sequence[ScoredChunk], *, similarity: Similarity | None,
-           lexical_threshold: float, semantic_threshold: float) -> VerifiedAnswer:
-    """The answer as the user should see it; see the module docstring for the rules."""
+           lexical_threshold: float, semantic_threshold: float, attribute_uncited: bool = False) -> VerifiedAnswer:
+    """The answer as the user should see it; see the module docstring for the rules.
+
+    With `attribute_uncited`, a sentence the model left without a marker is checked against every source and
+    cited with the one that supports it best, if any does: small models state the right fact and forget
+    the marker. The check is the same as for a marker the model wrote.
+    """
     sentences = split_answer(answer_text)
     if not sentences or any(is_abstention(sentence.text) for sentence in sentences):
         return abstain((), ())
     dropped = tuple(sorted({m for s in sentences for m in s.markers if not 1 <= m <= len(sources)}))
-    passed = [c for c in check_all(sentences, sources, similarity)
-              if is_supported(c, lexical_threshold, semantic_threshold)]
+    attributed: set[int] = set()
+    if attribute_uncited:
+        sentences, attributed = attribute(sentences, len(sources))
+    passed = best_only([c for c in check_all(sentences, sources, similarity)
+                        if is_supported(c, lexical_threshold, semantic_threshold)], attributed)
     supported = {c.sentence for c in passed}
     kept = [i for i, s in enumerate(sentences) if i in supported or (not s.markers and not content_words(s.text))]
     unsupported = tuple(s.text for i, s in enumerate(sentences) if i not in kept)
@@ -265,6 +273,22 @@ def verify(answer_text: str, sources: Sequence[ScoredChunk], *, similarity: Simi
     numbers, citations = renumber(passed)
     text = render([sentences[i] for i in kept], [marks_for(i, passed, numbers) for i in kept])
     return VerifiedAnswer(text, citations, False, False, dropped, unsupported)
+
+
+def attribute(sentences: list[AnswerSentence], count: int) -> tuple[list[AnswerSentence], set[int]]:
+    """Sentences that make a claim without a marker are checked against every source."""
+    attributed = {i for i, s in enumerate(sentences) if not s.markers and content_words(s.text)}
+    every = tuple(range(1, count + 1))
+    return [replace(s, markers=every) if i in attributed else s for i, s in enumerate(sentences)], attributed
+
+
+def best_only(passed: list[Check], attributed: set[int]) -> list[Check]:
+    """An attributed sentence keeps only its best-supporting source, not every source that passed."""
+    best: dict[int, Check] = {}
+    for c in passed:
+        if c.sentence in attributed and (c.sentence not in best or c.support > best[c.sentence].support):
+            best[c.sentence] = c
+    return [c for c in passed if c.sentence not in attributed or best[c.sentence] is c]
 
 
 def abstain(dropped: tuple[int, ...], unsupported: tuple[str, ...]) -> VerifiedAnswer:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import MODELS_CACHE, REPO, free_port
+from tests.conftest import REPO, free_port
 from tests.test_cli import _wait_ready, lorag_env
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     for name in PUBLIC_DOCS:
         shutil.copy(SUPPORT / name, docs / name)
     shutil.copy(EXPERTS / "refund_approval_limits.docx", internal / "refund_approval_limits.docx")
-    env = lorag_env(home, LORAG_MODELS__CACHE_DIR=str(MODELS_CACHE), LORAG_GENERATOR__MAX_NEW_TOKENS="48")
+    env = lorag_env(home, LORAG_GENERATOR__MAX_NEW_TOKENS="48")
     for folder, kb, audience in ((docs, "support", "public"), (internal, "experts", "internal")):
         result = subprocess.run([sys.executable, "-m", "app", "ingest", str(folder), "--kb", kb, "--audience",
                                  audience], env=env, cwd=home, capture_output=True, text=True, timeout=300)

@@ -244,3 +244,21 @@ def test_real_embedder_passes_a_paraphrase_and_rejects_an_unrelated_claim(
     assert kept.text == "Customers may return a purchase for a full refund during the first 30 days [1]."
     assert kept.unsupported == ("The billing team works from the Dublin office.",)
     assert kept.citations[0].support >= SEMANTIC_THRESHOLD
+
+
+def test_an_unmarked_supported_sentence_is_attributed_to_its_best_source() -> None:
+    sources = [
+        ScoredChunk(id="a", score=1.0, doc_id="d1", kb="kb", audience="public", title="Fees", source="fees.md",
+                    section=("Fees",), page=None, start=0, end=40, text="Delivery costs 2 euros in the city."),
+        ScoredChunk(id="b", score=0.9, doc_id="d2", kb="kb", audience="public", title="Orders", source="orders.md",
+                    section=("Minimum",), page=None, start=100, end=150,
+                    text="The minimum order value for delivery is 8 euros."),
+    ]
+    answer = "The minimum order value for delivery is 8 euros. Couriers fly on dragons."
+    kept = verify(answer, sources, similarity=None, lexical_threshold=0.6, semantic_threshold=0.65,
+                  attribute_uncited=True)
+    assert kept.text == "The minimum order value for delivery is 8 euros [1]."
+    assert [c.chunk_id for c in kept.citations] == ["b"]
+    assert kept.unsupported == ("Couriers fly on dragons.",)
+    strict = verify(answer, sources, similarity=None, lexical_threshold=0.6, semantic_threshold=0.65)
+    assert strict.abstained
