@@ -1,0 +1,114 @@
+"""End-to-end latency of cited answers on the embedded default: `/v1/ask` and streamed chat completions.
+
+Starts `lorag serve` on loopback over a LORAG_HOME holding the sample `support` knowledge base, asks the
+sample questions, and prints JSON: total latency and time to first token (streaming), split into retrieval,
+prompt assembly, generation and verification, and the share of retrieval + prompt in the end-to-end time
+(target <= 10%).
+
+    .venv/bin/python bench/answer.py --questions 12 --out bench/results/answer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_SHARE = 0.10
+
+
+def start_server(home: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    subprocess.run([sys.executable, "-m", "app", "ingest", str(REPO / "samples/kb/support"), "--kb", "support"],
+                   env=env, cwd=home, check=True, capture_output=True)
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=home,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    server.kill()
+    raise SystemExit("the server did not become ready")
+
+
+def time_to_first_token(base: str, question: str) -> float:
+    body = {"messages": [{"role": "user", "content": question}], "stream": True, "kb": "support"}
+    started = time.perf_counter()
+    with httpx.stream("POST", f"{base}/v1/chat/completions", json=body, timeout=300) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: ") and '"content"' in line:
+                first = time.perf_counter() - started
+                for _rest in response.iter_lines():
+                    pass
+                return first
+    return time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=int, default=12)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    rows = [json.loads(line) for line in (REPO / "samples/kb/support_qa.jsonl").read_text().splitlines() if line]
+    questions = [row["question"] for row in rows if row["doc"]][: args.questions]
+
+    with tempfile.TemporaryDirectory(prefix="lorag-bench-answer-") as folder:
+        home = Path(folder)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LORAG_")}
+        env.update(LORAG_HOME=str(home / "home"), LORAG_MODELS__CACHE_DIR=str(REPO / ".cache/models"),
+                   PYTHONPATH=str(REPO), LORAG_LOG__LEVEL="WARNING", HF_HUB_OFFLINE="1")
+        server = start_server(home, args.port, env)
+        base = f"http://127.0.0.1:{args.port}"
+        try:
+            timings, walls, ttfts, abstained = [], [], [], 0
+            for question in questions:
+                started = time.perf_counter()
+                body = httpx.post(f"{base}/v1/ask", json={"question": question, "kb": "support"}, timeout=300).json()
+                walls.append(time.perf_counter() - started)
+                timings.append(body["timings"])
+                abstained += body["abstained"]
+                ttfts.append(time_to_first_token(base, question))
+        finally:
+            server.terminate()
+            server.wait(30)
+
+    def mean(key: str) -> float:
+        return round(statistics.mean(t[key] for t in timings), 4)
+
+    share = (mean("retrieval_s") + mean("prompt_s")) / statistics.mean(walls)
+    result = {
+        "benchmark": "answer", "questions": len(questions), "abstained": abstained,
+        "end_to_end_s": {"p50": round(statistics.median(walls), 3), "p95": round(percentile(walls, 0.95), 3)},
+        "time_to_first_token_s": {"p50": round(statistics.median(ttfts), 3), "p95": round(percentile(ttfts, 0.95), 3)},
+        "mean_split_s": {key: mean(key) for key in ("retrieval_s", "prompt_s", "generation_s", "verification_s")},
+        "retrieval_plus_prompt_share": round(share, 4), "target_share": TARGET_SHARE,
+        "meets_target": share <= TARGET_SHARE,
+        "note": "generator: SmolLM2-135M-Instruct in-process on CPU, greedy, max 192 new tokens",
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
