@@ -33,7 +33,8 @@ class Embedder:
         """WordPiece ids without special tokens, untruncated (sparse vectors see the whole chunk)."""
         if not texts:
             return []
-        return self.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        # verbose=False: counting a long text is not feeding it to the model, so the length warning is noise.
+        return self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])

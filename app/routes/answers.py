@@ -107,7 +107,7 @@ def chat_completions(request: ChatRequest, answerer: Annotated[Answerer, Depends
     # The first event is taken before the response starts, so a bad model name or a model server that is
     # down still gets its proper status code instead of a broken stream.
     first = next(events)
-    return StreamingResponse(sse(completion_id, request.model, chain([first], events)),
+    return StreamingResponse(sse(completion_id, request.model or answerer.base_model, chain([first], events)),
                              media_type="text/event-stream")
 
 
