@@ -80,8 +80,7 @@ def ingest_paths(settings: Settings, paths: Sequence[Path], *, kb: str, audience
         job_id = registry.create_job(sessions, "ingest", kb)
         report = service.submit_files(sessions, files, kb=kb, audience=audience,
                                       max_bytes=settings.ingest.max_bytes, job_id=job_id)
-        build_queue(settings, None).enqueue(report.queued)
-        return job_id, report, wait_for_workers(sessions, report.queued) if wait else []
+        return job_id, report, hand_over(settings, sessions, report.queued, wait)
 
 
 def sync_path(settings: Settings, folder: Path, *, kb: str, audience: str,
@@ -94,8 +93,14 @@ def sync_path(settings: Settings, folder: Path, *, kb: str, audience: str,
                                      max_bytes=settings.ingest.max_bytes, job_id=job_id)
         if settings.queue.backend == "embedded":
             return job_id, report, run_inline(ctx, report.queued)
-        build_queue(settings, None).enqueue(report.queued)
-        return job_id, report, wait_for_workers(ctx.sessions, report.queued) if wait else []
+        return job_id, report, hand_over(settings, ctx.sessions, report.queued, wait)
+
+
+def hand_over(settings: Settings, sessions: sessionmaker[Session], doc_ids: Sequence[str],
+              wait: bool) -> list[Outcome]:
+    """Enqueue for `lorag worker`s; with `wait`, follow the documents until they are done."""
+    build_queue(settings, None).enqueue(doc_ids)
+    return wait_for_workers(sessions, doc_ids) if wait else []
 
 
 def run_inline(ctx: IngestContext, doc_ids: Sequence[str]) -> list[Outcome]:
