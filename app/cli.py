@@ -19,8 +19,12 @@ from core.logs import configure_logging
 from core.settings import Settings, load_settings, redacted
 
 if TYPE_CHECKING:  # the ingestion stack imports torch and qdrant: only commands that need it load it
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from app.adapters import AdapterRouter
     from ingest.pipeline import Outcome
     from ingest.service import SubmitReport
+    from retrieval.generate import Generator
 
 cli = typer.Typer(name="lorag", no_args_is_help=True, add_completion=False,
                   help="Answers from your own documents with checked citations, from nightly LoRA-tuned models.")
@@ -66,8 +70,11 @@ SAMPLE_KBS = (("support", "public"), ("experts", "internal"))
 @edge
 def setup(
     samples: Annotated[bool, typer.Option(help="Also mirror the sample knowledge bases (support, experts).")] = True,
+    adapters: Annotated[bool, typer.Option(help="Train short demo adapters for tasks that have none in service.")]
+    = True,
 ) -> None:
-    """Prepare LORAG_HOME: migrate the database, provision the models (offline), ingest the samples. Idempotent."""
+    """Prepare LORAG_HOME: migrate, provision the models (offline), ingest the samples, train demo adapters.
+    Idempotent."""
     settings = _settings()
     started = time.perf_counter()
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -79,6 +86,10 @@ def setup(
         typer.echo(f"model ready: {spec} -> {ref.location}")
     if samples:
         _ingest_samples(settings)
+    if adapters:
+        from app import finetune_cli
+
+        finetune_cli.train_demo_adapters(settings)
     typer.echo(f"setup done in {time.perf_counter() - started:.1f}s (LORAG_HOME={settings.home.resolve()})")
 
 
@@ -176,7 +187,9 @@ def ask(
     if audiences is None:
         raise InvalidInput(f"audience {audience!r} must be public or internal", param="audience")
     with ingest_cli.open_ingest(settings) as ctx:
-        answerer = build_answerer(settings, ctx.store, ctx.embedder, build_answer_generator(settings))
+        generator = build_answer_generator(settings)
+        answerer = build_answerer(settings, ctx.store, ctx.embedder, generator)
+        model = _serve_adapters(settings, ctx.sessions, generator).resolve(model, kb)
         result = answerer.ask(question, kb=kb, audiences=audiences, model=model)
     if as_json:
         from app.routes.answers import to_response
@@ -190,6 +203,17 @@ def ask(
         typer.echo(f"  [{citation.marker}] {citation.source}: {where}{page}")
     if result.abstained:
         typer.echo("  (no supported answer: hand over to a person)")
+
+
+def _serve_adapters(settings: Settings, sessions: sessionmaker[Session], generator: Generator) -> AdapterRouter:
+    """The registry's active adapters, loaded into a one-off command's generator."""
+    from app.adapters import AdapterRouter
+    from app.finetune_cli import configured_tasks
+
+    router = AdapterRouter(generator, sessions, configured_tasks(settings), poll_s=settings.finetune.poll_s,
+                           drain_s=settings.finetune.drain_s)
+    router.sync()
+    return router
 
 
 evaluation = typer.Typer(no_args_is_help=True, help="Measure retrieval and answers against gold questions.")
@@ -254,6 +278,30 @@ def eval_answers(
     _save_eval("answers", {"metrics": metrics, "model": model or "base"}, settings, qa, kb, out)
 
 
+@evaluation.command("tagging")
+@edge
+def eval_tagging(
+    gold: Annotated[Path, typer.Option(help="Labelled items (JSONL, CSV or Parquet): a text column and tags.")],
+    taxonomy: Annotated[Path | None, typer.Option(help="Taxonomy YAML (labels or fields) or task file.")] = None,
+    task: Annotated[str | None, typer.Option(help="A configured classification task, instead of --taxonomy.")]
+    = None,
+    model: Annotated[str | None, typer.Option(help="Adapter version, task or base model; default: the task's "
+                                              "adapter in service.")] = None,
+    examples: Annotated[Path | None, typer.Option(help="Labelled items for the prompts' examples; default: the "
+                                                  "task's training data.")] = None,
+    shots: Annotated[int, typer.Option(min=0, help="Labelled neighbours shown per item.")] = 3,
+    batch_size: Annotated[int, typer.Option(min=1, help="Items generated together.")] = 16,
+    limit: Annotated[int | None, typer.Option(help="Only the first N gold items.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
+) -> None:
+    """Accuracy, macro-F1 per field and schema validity of `lorag tag` on a gold file."""
+    from app import tagging_cli
+
+    tagging_cli.eval_tagging(_settings(), gold, taxonomy=taxonomy, task=task, model=model, examples=examples,
+                             text_field=None, tags_field=None, shots=shots, batch_size=batch_size, limit=limit,
+                             out=out)
+
+
 def _save_eval(name: str, report: dict[str, object], settings: Settings, qa: Path, kb: str, out: Path | None) -> None:
     import hashlib
     import importlib.metadata
@@ -265,6 +313,195 @@ def _save_eval(name: str, report: dict[str, object], settings: Settings, qa: Pat
     json_path, md_path = write_report(name, report, out or settings.runs_dir / "eval")
     typer.echo(md_path.read_text())
     typer.echo(f"reports: {json_path} {md_path}")
+
+
+@cli.command("tag")
+@edge
+def tag(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Items to tag: CSV, JSONL or Parquet.")],
+    output: Annotated[Path, typer.Option(help="Tags, one row per item: CSV, JSONL or Parquet (by extension).")],
+    taxonomy: Annotated[Path | None, typer.Option(help="Taxonomy YAML (labels or fields) or task file.")] = None,
+    task: Annotated[str | None, typer.Option(help="A configured classification task, instead of --taxonomy.")]
+    = None,
+    model: Annotated[str | None, typer.Option(help="Adapter version, task or base model; default: the task's "
+                                              "adapter in service.")] = None,
+    examples: Annotated[Path | None, typer.Option(help="Labelled items for the prompts' examples; default: the "
+                                                  "task's training data.")] = None,
+    id_field: Annotated[str | None, typer.Option(help="Id column; default `id`, else the row number.")] = None,
+    text_field: Annotated[str | None, typer.Option(help="Text column; default the first of item, text, "
+                                                   "description, name.")] = None,
+    shots: Annotated[int, typer.Option(min=0, help="Labelled neighbours shown per item.")] = 3,
+    batch_size: Annotated[int, typer.Option(min=1, help="Items generated together.")] = 16,
+    retry_failed: Annotated[bool, typer.Option(help="On resume, tag the items that failed before again.")] = False,
+) -> None:
+    """Tag every item against a taxonomy. Resumable: run it again to continue where it stopped.
+    Exit code 1 if any item got no valid tags (the output gives the reason)."""
+    from app import tagging_cli
+
+    raise typer.Exit(tagging_cli.tag_command(
+        _settings(), input_path, output, taxonomy=taxonomy, task=task, model=model, examples=examples,
+        id_field=id_field, text_field=text_field, shots=shots, batch_size=batch_size, retry_failed=retry_failed))
+
+
+@cli.command()
+@edge
+def nightly(
+    task: Annotated[list[str] | None, typer.Option(help="Only this task (repeatable); every task when omitted.")]
+    = None,
+    time_budget: Annotated[float | None, typer.Option(help="Seconds of training per task (default: unbounded).")]
+    = None,
+) -> None:
+    """Retrain every task's adapter from the base model, evaluate it, promote it if at least as good.
+    For cron or a Kubernetes CronJob. Exit code 1 if a task failed; a rejected candidate is not a failure."""
+    from app import finetune_cli
+
+    raise typer.Exit(finetune_cli.print_outcomes(
+        finetune_cli.nightly(_settings(), task or [],
+                             training={"time_budget_s": time_budget} if time_budget else None)))
+
+
+@cli.command()
+@edge
+def scheduler() -> None:
+    """Run the nightly job on LORAG_FINETUNE__SCHEDULE (cron, 02:00 UTC by default) until stopped."""
+    from app import finetune_cli
+
+    finetune_cli.run_scheduler(_settings())
+
+
+@cli.command()
+@edge
+def slack() -> None:
+    """Answer in Slack over Socket Mode (no public URL): mentions, direct messages, reactions, corrections."""
+    from app import slack as slack_app
+
+    slack_app.run_socket_mode(_settings())
+
+
+adapters_cli = typer.Typer(no_args_is_help=True, help="The adapter registry: versions, promotion, rollback.")
+cli.add_typer(adapters_cli, name="adapters")
+
+
+@adapters_cli.command("list")
+@edge
+def adapters_list(task: Annotated[str | None, typer.Option(help="Only this task's versions.")] = None) -> None:
+    """Every version, newest first, with its status and test metrics."""
+    from app import finetune_cli, ingest_cli
+    from finetune import registry
+
+    with ingest_cli.open_registry(_settings()) as sessions:
+        records = registry.versions(sessions, task)
+    for record in records:
+        typer.echo(finetune_cli.describe(record))
+    if not records:
+        typer.echo("no adapter versions yet: run `lorag nightly`")
+
+
+@adapters_cli.command("show")
+@edge
+def adapters_show(version: Annotated[str, typer.Argument(help="A version, e.g. support@20261122T020000Z.")]) -> None:
+    """One version: status, metrics, gate decision, data hash, code version, report."""
+    from app import finetune_cli, ingest_cli
+    from finetune import registry
+
+    with ingest_cli.open_registry(_settings()) as sessions:
+        typer.echo(finetune_cli.show(registry.get(sessions, version)))
+
+
+@adapters_cli.command("promote")
+@edge
+def adapters_promote(
+    version: Annotated[str, typer.Argument(help="The version to put in service.")],
+    reason: Annotated[str, typer.Option(help="Recorded with the version.")] = "promoted by an operator",
+) -> None:
+    """Put a version in service now (running servers switch on their next poll); the current one is retired."""
+    from app import ingest_cli
+    from finetune import registry
+
+    with ingest_cli.open_registry(_settings()) as sessions:
+        record = registry.promote(sessions, version, reason)
+    typer.echo(f"{record.name} is now in service for {record.task}")
+
+
+@adapters_cli.command("rollback")
+@edge
+def adapters_rollback(task: Annotated[str, typer.Argument(help="The task whose adapter to roll back.")]) -> None:
+    """Take the task's version out of service and restore the one that served before it."""
+    from app import ingest_cli
+    from finetune import registry
+
+    with ingest_cli.open_registry(_settings()) as sessions:
+        record = registry.rollback(sessions, task)
+    typer.echo(f"{record.name} is back in service for {task}")
+
+
+@cli.command("serve-model")
+@edge
+def serve_model() -> None:
+    """Run vLLM (OpenAI-compatible) with the base model and the active adapter versions (LORAG_VLLM__*)."""
+    from app import ingest_cli, model_server
+    from finetune import registry
+
+    settings = _settings()
+    models.provision(settings.models.base, settings.models_dir)
+    with ingest_cli.open_registry(settings) as sessions:
+        active = registry.active(sessions)
+    typer.echo(f"vLLM on http://{settings.vllm.host}:{settings.vllm.port}/v1 with "
+               f"{', '.join(record.name for record in active.values()) or 'no adapters yet'}", err=True)
+    model_server.serve(settings, active)
+
+
+keys_cli = typer.Typer(no_args_is_help=True, help="API keys: scopes, knowledge bases, adapters, origins.")
+cli.add_typer(keys_cli, name="keys")
+
+
+@keys_cli.command("create")
+@edge
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. 'support widget'.")],
+    scope: Annotated[list[str], typer.Option(help="chat:public, chat:internal, ingest, tag or admin (repeatable).")],
+    kb: Annotated[list[str] | None, typer.Option(help="Only these knowledge bases (repeatable); any if omitted.")]
+    = None,
+    adapter: Annotated[list[str] | None, typer.Option(help="Only these tasks or adapter versions (repeatable).")]
+    = None,
+    origin: Annotated[list[str] | None, typer.Option(help="Web origins a browser may call from (repeatable).")]
+    = None,
+    rate: Annotated[int | None, typer.Option(help="Requests a minute; default LORAG_SERVER__RATE_PER_MINUTE.")]
+    = None,
+) -> None:
+    """Create a key. It is printed once: store it now, lorag keeps only its hash."""
+    from app import ingest_cli, keys
+
+    with ingest_cli.open_registry(_settings()) as sessions:
+        key, info = keys.create(sessions, name=name, scopes=scope, kbs=kb, adapters=adapter, origins=origin or (),
+                                rate_per_minute=rate)
+    typer.echo(key)
+    typer.echo(f"key {info.id} ({info.name}): scopes {', '.join(info.scopes)}", err=True)
+
+
+@keys_cli.command("list")
+@edge
+def keys_list() -> None:
+    """Every key: id, name, scopes, limits, and whether it is revoked (never the key itself)."""
+    from app import ingest_cli, keys
+
+    with ingest_cli.open_registry(_settings()) as sessions:
+        for info in keys.listing(sessions):
+            state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "live"
+            typer.echo(f"{info.id}  {state:18} {info.name!r} scopes={','.join(info.scopes)} "
+                       f"kbs={','.join(info.kbs or ('*',))} adapters={','.join(info.adapters or ('*',))} "
+                       f"origins={','.join(info.origins) or '-'} rate={info.rate_per_minute or 'default'}")
+
+
+@keys_cli.command("revoke")
+@edge
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (the part after lorag_).")]) -> None:
+    """Revoke a key at once; requests with it get 401 from then on."""
+    from app import ingest_cli, keys
+
+    with ingest_cli.open_registry(_settings()) as sessions:
+        info = keys.revoke(sessions, key_id)
+    typer.echo(f"key {info.id} ({info.name}) revoked")
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from core.errors import BackendUnavailable, LoragError
+from core.errors import LoragError
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
@@ -26,7 +26,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def _lorag_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LoragError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, BackendUnavailable) else None
+    retry_after = getattr(exc, "retry_after", None)  # BackendUnavailable, RateLimited
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=headers)
 
 

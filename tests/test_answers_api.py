@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 SUPPORT = REPO / "samples" / "kb" / "support"
 EXPERTS = REPO / "samples" / "kb" / "experts"
 PUBLIC_DOCS = ["late_deliveries.md", "placing_an_order.md", "refund_policy.pdf", "tipping.md"]
+KEYS: dict[str, str] = {}  # name → API key, made by the server fixture
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,19 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
         result = subprocess.run([sys.executable, "-m", "app", "ingest", str(folder), "--kb", kb, "--audience",
                                  audience], env=env, cwd=home, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
+    made = {}
+    for name, scope in (("public", "chat:public"), ("internal", "chat:internal")):
+        created = subprocess.run([sys.executable, "-m", "app", "keys", "create", "--name", name, "--scope", scope],
+                                 env=env, cwd=home, capture_output=True, text=True, timeout=120)
+        assert created.returncode == 0, created.stderr
+        made[name] = created.stdout.strip()
+    (home / "keys.json").write_text(json.dumps(made))
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=home,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert _wait_ready(f"http://127.0.0.1:{port}/readyz", process) == 200
+        KEYS.update(made)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -55,12 +64,12 @@ def _check_citations(citations: list[dict], allowed_sources: set[str]) -> None:
 
 
 def test_models_lists_the_base_model(server: str) -> None:
-    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+    client = OpenAI(base_url=f"{server}/v1", api_key=KEYS["public"])
     assert "smollm2-135m-instruct" in [model.id for model in client.models.list().data]
 
 
 def test_chat_completion_carries_checked_citations(server: str) -> None:
-    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+    client = OpenAI(base_url=f"{server}/v1", api_key=KEYS["public"])
     completion = client.chat.completions.create(
         model="smollm2-135m-instruct", extra_body={"kb": "support"},
         messages=[{"role": "user", "content": "What is the minimum order value for delivery?"}])
@@ -74,7 +83,7 @@ def test_chat_completion_carries_checked_citations(server: str) -> None:
 
 
 def test_citations_survive_streaming(server: str) -> None:
-    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+    client = OpenAI(base_url=f"{server}/v1", api_key=KEYS["public"])
     stream = client.chat.completions.create(
         model="smollm2-135m-instruct", stream=True, extra_body={"kb": "support"},
         messages=[{"role": "user", "content": "How long do refunds take to reach my card?"}])
@@ -95,11 +104,36 @@ def test_ask_abstains_on_what_the_documents_do_not_say(server: str) -> None:
 
 
 def test_a_public_caller_never_gets_internal_content(server: str) -> None:
+    """Anonymous and public-key callers, on every answering endpoint, streaming or not; the audience comes from the
+    key, and a body that asks for more is refused by the schema."""
     question = "How much goodwill credit may an agent approve without a supervisor?"
-    for kb in (None, "experts"):
-        body = httpx.post(f"{server}/v1/ask", json={"question": question, "kb": kb}, timeout=120).json()
-        assert all(c["source"] != "refund_approval_limits.docx" for c in body["citations"])
-        assert "without a supervisor" not in body["answer"] or body["abstained"]
+    for headers in ({}, {"Authorization": f"Bearer {KEYS['public']}"}):
+        for kb in (None, "experts"):
+            body = httpx.post(f"{server}/v1/ask", json={"question": question, "kb": kb}, headers=headers,
+                              timeout=120).json()
+            assert all(c["source"] != "refund_approval_limits.docx" for c in body["citations"])
+            assert "€25" not in body["answer"]
+    client = OpenAI(base_url=f"{server}/v1", api_key=KEYS["public"])
+    messages = [{"role": "user", "content": question}]
+    completion = client.chat.completions.create(model="smollm2-135m-instruct", messages=messages,
+                                                extra_body={"kb": "experts"})
+    assert all(c["source"] != "refund_approval_limits.docx" for c in completion.model_extra["citations"])
+    chunks = list(client.chat.completions.create(model="smollm2-135m-instruct", messages=messages, stream=True,
+                                                 extra_body={"kb": "experts"}))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "€25" not in streamed
+    assert all(c["source"] != "refund_approval_limits.docx" for c in chunks[-1].model_extra["citations"])
+    smuggled = httpx.post(f"{server}/v1/ask", json={"question": question, "audiences": ["internal"]}, timeout=30)
+    assert smuggled.status_code == 400  # there is no audience field to set
+
+
+def test_an_internal_key_reads_internal_documents(server: str) -> None:
+    headers = {"Authorization": f"Bearer {KEYS['internal']}"}
+    question = "Up to what amount can a Tier 1 agent approve a goodwill credit without a supervisor?"
+    body = httpx.post(f"{server}/v1/ask", json={"question": question, "kb": "experts"}, headers=headers,
+                      timeout=120).json()
+    # The 135M base model may abstain; when it answers, its sources are the internal document.
+    assert body["abstained"] or {c["source"] for c in body["citations"]} == {"refund_approval_limits.docx"}
 
 
 def test_bad_requests_get_openai_errors(server: str) -> None:

@@ -18,7 +18,7 @@ LORAG = [sys.executable, "-m", "app"]
 
 
 def run_lorag(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*LORAG, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([*LORAG, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def lorag_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -48,10 +48,23 @@ def test_bad_settings_exit_non_zero_listing_every_problem(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_setup_then_serve_is_ready(tmp_path: Path, models_dir: Path) -> None:
-    env = lorag_env(tmp_path)
+    """`make run`'s path: setup ingests the samples and trains a demo adapter, serve answers with it.
+    A tiny task stands in for the sample tasks, whose demo training takes minutes (measured in the README)."""
+    from tests.finetune.test_nightly import SAVOURY, SWEET, TASK
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    rows = [{"item": i, "label": "sweet"} for i in SWEET] + [{"item": i, "label": "savoury"} for i in SAVOURY]
+    (tasks / "items.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    (tasks / "taste.yaml").write_text(TASK.replace("gate: {json_validity: 0.0}", "gate: {}"))
+    env = lorag_env(tmp_path, LORAG_FINETUNE__TASKS=str(tasks), LORAG_FINETUNE__PARITY_PROMPTS="1")
     setup = run_lorag(["setup"], env, tmp_path)
     assert setup.returncode == 0, setup.stderr
     assert "model ready: packaged:smollm2-135m-instruct" in setup.stdout
+    assert "taste: active taste@" in setup.stdout, setup.stdout
+    version = setup.stdout.split("taste: active ")[1].split()[0]
+    again = run_lorag(["setup"], env, tmp_path)  # idempotent: nothing is trained twice
+    assert again.returncode == 0 and f"adapters in service: {version}" in again.stdout, again.stdout
 
     port = free_port()
     server = subprocess.Popen([*LORAG, "serve", "--port", str(port)], env=env, cwd=tmp_path,
@@ -59,6 +72,8 @@ def test_setup_then_serve_is_ready(tmp_path: Path, models_dir: Path) -> None:
     try:
         status = _wait_ready(f"http://127.0.0.1:{port}/readyz", server)
         assert status == 200
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).json()["data"]
+        assert version in [model["id"] for model in models]
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0]

@@ -11,16 +11,18 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.auth import CHAT, requires
+from app.keys import Principal
 from app.resources import Resources, get_resources
-from core.errors import BackendUnavailable, InvalidInput, LoragError
+from core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError
 from retrieval.answer import Answerer, AnswerResult
 
 router = APIRouter(prefix="/v1", tags=["answers"])
 
-# Until API keys carry an audience (the trust issue), the HTTP API answers from public documents only.
-PUBLIC = ("public",)
+MODEL_FIELD = ("The base model, an adapter version, or a task (its version in service). "
+               "Empty: the version in service for the knowledge base, else the base model.")
 
 
 class Turn(BaseModel):
@@ -29,10 +31,12 @@ class Turn(BaseModel):
 
 
 class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt or smuggled field (an audience) is an error
+
     question: str = Field(min_length=1, max_length=2000, description="The question, in the user's words.")
     kb: str | None = Field(None, max_length=64, description="Knowledge base to search; all when empty.")
     history: list[Turn] = Field(default_factory=list, max_length=20, description="Earlier turns, oldest first.")
-    model: str | None = Field(None, description="The base model or an adapter version; the base model if empty.")
+    model: str | None = Field(None, description=MODEL_FIELD)
 
 
 class CitationOut(BaseModel):
@@ -59,17 +63,31 @@ class AskResponse(BaseModel):
     usage: dict[str, int]
 
 
-def answerer_of(resources: Annotated[Resources, Depends(get_resources)]) -> Answerer:
+def answerer_of(resources: Resources) -> Answerer:
     if resources.answerer is None:
         raise BackendUnavailable("the answering models are not loaded (LORAG_SERVER__LOAD_MODELS=false)")
     return resources.answerer
 
 
 @router.post("/ask", response_model=AskResponse, summary="Answer a question with checked citations")
-def ask(request: AskRequest, answerer: Annotated[Answerer, Depends(answerer_of)]) -> AskResponse:
-    result = answerer.ask(request.question, kb=request.kb, audiences=PUBLIC,
-                          history=[turn.model_dump() for turn in request.history], model=request.model)
+def ask(request: AskRequest, principal: Annotated[Principal, Depends(requires(*CHAT))],
+        resources: Annotated[Resources, Depends(get_resources)]) -> AskResponse:
+    model = permitted_model(principal, resources, request.model, request.kb)
+    result = answerer_of(resources).ask(request.question, kb=request.kb, audiences=principal.audiences,
+                          history=[turn.model_dump() for turn in request.history], model=model)
     return to_response(result)
+
+
+def permitted_model(principal: Principal, resources: Resources, model: str | None, kb: str | None) -> str | None:
+    """The model a request is answered with, once the key may use both it and the knowledge base."""
+    principal.check_kb(kb)
+    resolved = resources.resolve_model(model, kb)
+    base = resources.answerer.base_model if resources.answerer else None
+    if model is None:  # the knowledge base's adapter by default, or the base model if the key may not use it
+        return resolved if _may_use(principal, resolved, base) else None
+    principal.check_model(model, base)
+    principal.check_model(resolved, base)
+    return resolved
 
 
 def to_response(result: AnswerResult) -> AskResponse:
@@ -88,7 +106,7 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model: str | None = Field(None, description="The base model or an adapter version.")
+    model: str | None = Field(None, description=MODEL_FIELD)
     messages: list[ChatMessage] = Field(min_length=1, max_length=40)
     stream: bool = False
     kb: str | None = Field(None, max_length=64, description="lorag extension: the knowledge base to search.")
@@ -97,17 +115,21 @@ class ChatRequest(BaseModel):
 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat; citations in the response and stream")
-def chat_completions(request: ChatRequest, answerer: Annotated[Answerer, Depends(answerer_of)]) -> Any:
+def chat_completions(request: ChatRequest, principal: Annotated[Principal, Depends(requires(*CHAT))],
+                     resources: Annotated[Resources, Depends(get_resources)]) -> Any:
     question, history = split_conversation(request.messages)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    model = permitted_model(principal, resources, request.model, request.kb)
+    answerer = answerer_of(resources)
+    audiences = principal.audiences
     if not request.stream:
-        result = answerer.ask(question, kb=request.kb, audiences=PUBLIC, history=history, model=request.model)
+        result = answerer.ask(question, kb=request.kb, audiences=audiences, history=history, model=model)
         return completion_body(completion_id, result)
-    events = answerer.ask_stream(question, kb=request.kb, audiences=PUBLIC, history=history, model=request.model)
+    events = answerer.ask_stream(question, kb=request.kb, audiences=audiences, history=history, model=model)
     # The first event is taken before the response starts, so a bad model name or a model server that is
     # down still gets its proper status code instead of a broken stream.
     first = next(events)
-    return StreamingResponse(sse(completion_id, request.model or answerer.base_model, chain([first], events)),
+    return StreamingResponse(sse(completion_id, model or answerer.base_model, chain([first], events)),
                              media_type="text/event-stream")
 
 
@@ -158,7 +180,17 @@ def _chunks(completion_id: str, model: str | None, created: int, events: Iterato
 
 
 @router.get("/models", summary="The base model and the adapter versions that can answer")
-def list_models(resources: Annotated[Resources, Depends(get_resources)]) -> dict[str, Any]:
-    names = resources.answer_generator.models() if resources.answer_generator else []
+def list_models(resources: Annotated[Resources, Depends(get_resources)],
+                principal: Annotated[Principal, Depends(requires(*CHAT, "tag"))]) -> dict[str, Any]:
+    served = resources.answer_generator.models() if resources.answer_generator else []
+    names = [name for name in served if _may_use(principal, name, served[0])]
     return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "lorag"}
                                        for name in names]}
+
+
+def _may_use(principal: Principal, model: str | None, base: str | None) -> bool:
+    try:
+        principal.check_model(model, base)
+    except Forbidden:
+        return False
+    return True

@@ -135,6 +135,18 @@ def test_adapter_changes_the_output_without_leaking_into_the_base(
     assert _plain_answer(*base) == reference
 
 
+def test_a_batch_mixes_adapters_and_matches_one_at_a_time(generator: TransformersGenerator) -> None:
+    questions = [FRANCE, [{"role": "user", "content": "Name a colour of the sky in two words."}],
+                 [{"role": "user", "content": "Count from one to five."}]]
+    requests = [(questions[0], "demo@1"), (questions[1], None), (questions[2], "demo@1"), (questions[0], None)]
+    alone = [generator.generate(messages, model=model, max_new_tokens=GREEDY_TOKENS) for messages, model in requests]
+    batched = generator.generate_batch(requests, max_new_tokens=GREEDY_TOKENS)
+    assert [g.text for g in batched] == [g.text for g in alone]
+    assert [g.model for g in batched] == ["demo@1", BASE, "demo@1", BASE]
+    assert [g.completion_tokens for g in batched] == [g.completion_tokens for g in alone]
+    assert batched[0].text != batched[3].text  # the adapter row really went through the adapter
+
+
 def test_models_lists_the_base_first(generator: TransformersGenerator) -> None:
     assert generator.models() == [BASE, "demo@1"]
     assert generator.healthy()

@@ -1,0 +1,111 @@
+"""`lorag nightly`, `lorag scheduler`, `lorag adapters ...` and the demo adapters of `lorag setup`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from app import ingest_cli
+from app.scheduler import Scheduler
+from core.settings import Settings
+from finetune import registry
+from finetune.nightly import Outcome, Stack, run_all
+from finetune.registry import AdapterRecord
+from finetune.tasks import TaskSpec, find_task, load_tasks
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_TASKS = Path(__file__).resolve().parents[1] / "samples" / "tasks"
+
+
+def configured_tasks(settings: Settings) -> list[TaskSpec]:
+    return load_tasks(settings.finetune.tasks or SAMPLE_TASKS)
+
+
+@contextmanager
+def open_stack(settings: Settings, tasks: list[TaskSpec]) -> Iterator[Stack]:
+    """The database, and the vector store and embedder if a grounded-qa task retrieves from them. Other tasks
+    leave the store alone, so they can run beside a server that holds the embedded store."""
+    if not any(task.kind == "grounded-qa" for task in tasks):
+        with ingest_cli.open_registry(settings) as sessions:
+            yield Stack(settings, sessions)
+        return
+    with ingest_cli.open_ingest(settings) as ctx:
+        yield Stack(settings, ctx.sessions, ctx.store, ctx.embedder)
+
+
+def nightly(settings: Settings, task_names: list[str], *, training: Mapping[str, Any] | None = None,
+            max_eval: int | None = None) -> list[Outcome]:
+    tasks = configured_tasks(settings)
+    chosen = [find_task(tasks, name) for name in task_names] if task_names else tasks
+    with open_stack(settings, chosen) as stack:
+        return run_all(stack, chosen, training=training, max_eval=max_eval)
+
+
+def print_outcomes(outcomes: list[Outcome]) -> int:
+    """One line per task; exit code 1 if any task failed (a rejected candidate is not a failure)."""
+    for outcome in outcomes:
+        colour = {"active": typer.colors.GREEN, "rejected": typer.colors.YELLOW}.get(outcome.status,
+                                                                                 typer.colors.RED)
+        typer.secho(f"{outcome.task}: {outcome.status} {outcome.version or ''} — {outcome.reason}", fg=colour)
+        if outcome.report:
+            typer.echo(f"  report: {outcome.report}")
+    return 1 if any(outcome.status == "failed" for outcome in outcomes) else 0
+
+
+def train_demo_adapters(settings: Settings) -> None:
+    """`lorag setup`: a short training run for each sample task that has no active adapter yet."""
+    from core import db
+
+    engine = db.build_engine(settings.database_url)
+    try:
+        db.migrate(engine)
+        have = registry.active(db.build_sessions(engine))
+    finally:
+        engine.dispose()
+    missing = [task.name for task in configured_tasks(settings) if task.name not in have]
+    if not missing:
+        typer.echo("adapters in service: " + ", ".join(record.name for record in have.values()))
+        return
+    budget = settings.finetune.demo_budget_s
+    typer.echo(f"training demo adapters for {', '.join(missing)} (at most {DEMO_STEPS} steps or {budget:.0f}s "
+               "of training each; the nightly job trains them fully)")
+    demo = {**DEMO_TRAINING, "time_budget_s": budget}
+    print_outcomes(nightly(settings, missing, training=demo, max_eval=DEMO_EVAL_EXAMPLES))
+
+
+DEMO_EVAL_EXAMPLES = 8  # test examples per contender in the demo
+DEMO_STEPS = 24
+# Few small steps at a high rate, on a schedule planned for those steps: a time budget alone cut a full run's
+# schedule off while the rate was still warming up, and the demo adapters had learnt nothing.
+DEMO_TRAINING = {"max_steps": DEMO_STEPS, "batch_tokens": 1024, "learning_rate": 1e-3, "warmup_ratio": 0.1}
+
+
+def run_scheduler(settings: Settings) -> None:
+    """A process that runs the nightly job on the schedule, until SIGTERM / Ctrl-C."""
+    scheduler = Scheduler(settings.finetune.schedule, settings.finetune.timezone,
+                          lambda: print_outcomes(nightly(settings, [])))
+    typer.echo(f"scheduler: nightly runs at '{settings.finetune.schedule}' ({settings.finetune.timezone})")
+    try:
+        scheduler.run_forever()
+    except KeyboardInterrupt:
+        scheduler.stop()
+
+
+def describe(record: AdapterRecord) -> str:
+    metrics = ", ".join(f"{key} {value:.3f}" for key, value in record.metrics.items()
+                        if isinstance(value, int | float))
+    return f"{record.name:40} {record.status.value:9} {record.created_at:%Y-%m-%d %H:%M} {metrics}"
+
+
+def show(record: AdapterRecord) -> str:
+    run = record.path / "run.json"
+    details = json.loads(run.read_text()) if run.is_file() else {}
+    return json.dumps({**record.as_json(), "gate": details.get("gate"), "data_hash": record.data_hash,
+                       "code": details.get("code"), "report": str(record.path / "report.md")}, indent=2)

@@ -1,0 +1,284 @@
+"""Tagging items against a user's taxonomy: retrieved few-shot examples, batched generation, validation, retry.
+
+    items → nearest labelled examples (ShotIndex) → classification prompts → Generator (adapter or base)
+          → parse against the taxonomy → invalid ones retried once with more examples and the reason → TagResult
+
+>>> tagger = Tagger(generator, load_taxonomy(Path("samples/menu/taxonomy.yaml")), model=None,
+...                 shots=ShotIndex(embedder, [("Margherita pizza", {"cuisine": "italian", ...})]))
+>>> tagger.tag([Item("1", "Pad thai with tofu")])[0].tags
+{'cuisine': 'thai', 'dish_type': 'main', 'dietary': ['vegan'], 'spice_level': 'mild'}
+
+The prompt of an item is `finetune.prompts.classification_messages`, the one the adapter was trained on, with
+solved neighbours as earlier turns. Greedy decoding is deterministic, so the retry changes the prompt: two more
+examples, the invalid reply and what was wrong with it. The vLLM backend could constrain decoding to
+`finetune.prompts.json_schema`; `OpenAIGenerator` does not pass `response_format` yet, so both backends rely on
+validate-and-retry today.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+
+from core.errors import ConfigError, InvalidInput
+from finetune.prompts import classification_messages, parse_output
+from finetune.tasks import TaskSpec, Taxonomy, load_task
+from finetune.types import Record
+from retrieval.generate import Generation, Generator, Messages
+
+logger = logging.getLogger(__name__)
+
+MAX_ITEM_CHARS = 2000  # longer texts are cut: a menu item or product line fits, and the prompt stays in context
+RETRY_EXTRA_SHOTS = 2
+WINDOW_BATCHES = 4  # items are sorted by length within windows of this many batches, so a batch pads little
+
+Output = str | dict[str, Any]
+Shot = tuple[str, Output]
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class TagResult:
+    """One item's outcome: `tags` fit the taxonomy when `valid`; otherwise `error` says why there are none."""
+
+    id: str
+    text: str
+    tags: Output | None
+    valid: bool
+    confidence: float | None  # geometric-mean probability of the reply's tokens; None where the backend has none
+    model: str  # the adapter version, or the base model's name
+    attempts: int
+    error: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["confidence"] = None if self.confidence is None else round(self.confidence, 4)
+        return row
+
+
+class Embeds(Protocol):
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class BatchGenerator(Protocol):
+    """A generator that decodes several prompts in one batch (the in-process one)."""
+
+    def generate_batch(self, requests: Sequence[tuple[Messages, str | None]], *, max_new_tokens: int,
+                       with_scores: bool = False) -> list[Generation]: ...
+
+
+class ShotIndex:
+    """Already-labelled examples, embedded once; `nearest` finds each text's most similar ones by cosine."""
+
+    def __init__(self, embedder: Embeds, examples: Sequence[Shot]) -> None:
+        self.embedder = embedder
+        self.examples = list(examples)
+        self._keys = [_normal(text) for text, _output in self.examples]
+        self._vectors = embedder.embed_batch([text for text, _output in self.examples])
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def nearest(self, texts: Sequence[str], k: int) -> list[tuple[Shot, ...]]:
+        """Per text, up to k examples, the most similar last (nearest the item in the prompt). An example with
+        the item's own text is skipped, so an item never answers itself (an evaluation would leak)."""
+        if k <= 0 or not self.examples or not texts:
+            return [() for _ in texts]
+        similarities = self.embedder.embed_batch(list(texts)) @ self._vectors.T
+        chosen = []
+        for text, row in zip(texts, similarities, strict=True):
+            own = _normal(text)
+            order = [int(i) for i in np.argsort(-row, kind="stable") if self._keys[int(i)] != own][:k]
+            chosen.append(tuple(self.examples[i] for i in reversed(order)))
+        return chosen
+
+
+class Tagger:
+    """Tags items in batches; each item gets a result, valid or with the reason it has no tags."""
+
+    def __init__(self, generator: Generator, task: TaskSpec, *, model: str | None, shots: ShotIndex | None = None,
+                 k_shots: int = 3, batch_size: int = 16, max_new_tokens: int = 64) -> None:
+        if task.taxonomy is None:
+            raise ConfigError(f"task {task.name} has no taxonomy to tag with")
+        if batch_size < 1 or k_shots < 0 or max_new_tokens < 1:
+            raise InvalidInput("batch_size and max_new_tokens must be at least 1, k_shots at least 0")
+        self.generator, self.task, self.taxonomy = generator, task, task.taxonomy
+        self.model, self.shots, self.k_shots = model, shots, k_shots
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+
+    def tag(self, items: Sequence[Item]) -> list[TagResult]:
+        """Results in the order of `items`; ids must be unique."""
+        if len({item.id for item in items}) != len(items):
+            raise InvalidInput("item ids must be unique: two items share an id")
+        by_id = {result.id: result for batch in self.batches(items) for result in batch}
+        return [by_id[item.id] for item in items]
+
+    def batches(self, items: Sequence[Item]) -> Iterator[list[TagResult]]:
+        """One list of results per generation batch, as soon as it is done (for checkpoints and progress);
+        within a window of batches the items go shortest first, so rows of a batch pad little."""
+        window = self.batch_size * WINDOW_BATCHES
+        for start in range(0, len(items), window):
+            chunk = sorted(items[start:start + window], key=lambda item: len(item.text))
+            for offset in range(0, len(chunk), self.batch_size):
+                yield self.tag_batch(chunk[offset:offset + self.batch_size])
+
+    def tag_batch(self, items: Sequence[Item]) -> list[TagResult]:
+        empty = [item for item in items if not item.text.strip()]
+        todo = [Item(item.id, item.text[:MAX_ITEM_CHARS]) for item in items if item.text.strip()]
+        results = {item.id: self._failed(item, "empty text: nothing to tag", attempts=0) for item in empty}
+        shots = self.shots.nearest([item.text for item in todo], self.k_shots + RETRY_EXTRA_SHOTS) if self.shots \
+            else [() for _ in todo]
+        first = self._generate([self.messages(item, shot[-self.k_shots:] if self.k_shots else ())
+                                for item, shot in zip(todo, shots, strict=True)])
+        retry = []
+        for item, shot, generation in zip(todo, shots, first, strict=True):
+            result = self._read(item, generation, attempts=1)
+            results[item.id] = result
+            if not result.valid and isinstance(generation, Generation):
+                retry.append((item, self._retry_messages(item, shot, generation.text, result.error or "")))
+        for (item, _messages), generation in zip(retry, self._generate([m for _i, m in retry]), strict=True):
+            results[item.id] = self._read(item, generation, attempts=2)
+        return [results[item.id] for item in items]
+
+    def messages(self, item: Item, shots: tuple[Shot, ...] = ()) -> list[dict[str, str]]:
+        """The prompt of one item: the one the task's adapter was trained on, with `shots` as earlier turns."""
+        return classification_messages(self.task, item.text, shots=shots)
+
+    def _retry_messages(self, item: Item, shots: tuple[Shot, ...], reply: str, problem: str) -> list[dict[str, str]]:
+        if self.taxonomy.labels is not None:
+            rule = "Reply with one of the labels only."
+        else:
+            rule = f"Reply with one JSON object only, with exactly the keys {', '.join(self.taxonomy.fields or {})}" \
+                   " and only the values listed."
+        return [*self.messages(item, shots), {"role": "assistant", "content": reply[:400]},
+                {"role": "user", "content": f"That reply is not valid: {problem}. {rule}"}]
+
+    def _generate(self, requests: Sequence[Messages]) -> list[Generation | InvalidInput]:
+        """One generation (or the InvalidInput it raised, e.g. a prompt too long) per request, in order.
+        Other errors (the model server is down) end the run: nothing is recorded for items not tagged."""
+        if not requests:
+            return []
+        try:
+            return list(self._generate_all(requests))
+        except InvalidInput as error:
+            if len(requests) == 1:
+                return [error]
+        outcomes: list[Generation | InvalidInput] = []
+        for messages in requests:  # one bad request fails the whole batch: find it, keep the others
+            try:
+                outcomes += self._generate_all([messages])
+            except InvalidInput as error:
+                outcomes.append(error)
+        return outcomes
+
+    def _generate_all(self, requests: Sequence[Messages]) -> list[Generation]:
+        if isinstance(self.generator, BatchGenerator):
+            return self.generator.generate_batch([(messages, self.model) for messages in requests],
+                                                 max_new_tokens=self.max_new_tokens, with_scores=True)
+
+        def one(messages: Messages) -> Generation:
+            return self.generator.generate(messages, model=self.model, max_new_tokens=self.max_new_tokens)
+
+        # A server (vLLM) batches concurrent requests itself; a thread per row lets it.
+        with ThreadPoolExecutor(max_workers=min(len(requests), self.batch_size)) as pool:
+            return list(pool.map(one, requests))
+
+    def _read(self, item: Item, generation: Generation | InvalidInput, *, attempts: int) -> TagResult:
+        if isinstance(generation, InvalidInput):
+            return self._failed(item, f"not generated: {generation.message}", attempts)
+        parsed = parse_output(self.taxonomy, generation.text)
+        if not parsed.valid:
+            return TagResult(item.id, item.text, None, False, None, generation.model, attempts,
+                             f"invalid output after {attempts} attempt(s): {parsed.problem}; "
+                             f"the model wrote {generation.text[:120]!r}")
+        return TagResult(item.id, item.text, parsed.value, True, generation.confidence, generation.model, attempts)
+
+    def _failed(self, item: Item, reason: str, attempts: int) -> TagResult:
+        # models() of a server is a request: asked only here, where no generation named the model
+        return TagResult(item.id, item.text, None, False, None, self.model or self.generator.models()[0], attempts,
+                         reason)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+# --- taxonomies -------------------------------------------------------------------------------------------------
+
+def tagging_task(taxonomy: Taxonomy, system: str | None = None, name: str = "tagging") -> TaskSpec:
+    """A classification task around a bare taxonomy, so it renders the same prompts as a trained task."""
+    return TaskSpec(name=name, kind="classification", taxonomy=taxonomy, system=system)
+
+
+def taxonomy_task(raw: Mapping[str, Any], where: str) -> TaskSpec:
+    """A taxonomy mapping (labels or fields, description, optionally system) as a task."""
+    fields = dict(raw)
+    system = fields.pop("system", None)
+    if system is not None and not isinstance(system, str):
+        raise InvalidInput(f"{where}: system must be a string (the instruction line of the prompt)")
+    try:
+        return tagging_task(Taxonomy(**fields), system)
+    except ValidationError as error:
+        lines = [f"- {'.'.join(str(p) for p in err['loc']) or 'taxonomy'}: {err['msg']}" for err in error.errors()]
+        raise InvalidInput(f"{where} is not a valid taxonomy (labels: [...] or fields: {{name: {{type: single|"
+                           f"multi, values: [...]}}}}):\n" + "\n".join(lines)) from None
+
+
+def load_taxonomy(path: Path) -> TaskSpec:
+    """A taxonomy YAML file, or a classification task file (its taxonomy, prompt and data come along)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InvalidInput(f"cannot read taxonomy file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise InvalidInput(f"taxonomy file {path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"taxonomy file {path} must hold a mapping with labels: or fields:")
+    if "kind" in raw and "taxonomy" in raw:
+        task = load_task(path)
+        if task.kind != "classification":
+            raise InvalidInput(f"task file {path} is a {task.kind} task; tagging needs a classification task")
+        return task
+    return taxonomy_task(raw, f"taxonomy file {path}")
+
+
+def same_taxonomy(a: Taxonomy, b: Taxonomy) -> bool:
+    """The same labels, or the same fields with the same type and values (order and descriptions aside)."""
+    if a.labels is not None or b.labels is not None:
+        return a.labels is not None and b.labels is not None and set(a.labels) == set(b.labels)
+    fields_a, fields_b = a.fields or {}, b.fields or {}
+    return fields_a.keys() == fields_b.keys() and all(
+        fields_a[name].type == fields_b[name].type and set(fields_a[name].values) == set(fields_b[name].values)
+        for name in fields_a)
+
+
+def matching_task(task: TaskSpec, configured: Sequence[TaskSpec]) -> TaskSpec | None:
+    """The configured classification task with this taxonomy: its adapter, prompt and data serve the tagging."""
+    assert task.taxonomy is not None
+    for candidate in configured:
+        if candidate.name == task.name and candidate.taxonomy is not None:
+            return candidate
+    for candidate in configured:
+        if candidate.kind == "classification" and candidate.taxonomy is not None \
+                and same_taxonomy(candidate.taxonomy, task.taxonomy):
+            return candidate
+    return None
+
+
+def shot_examples(records: Sequence[Record]) -> list[Shot]:
+    """(text, output) pairs of labelled records (`finetune.data` has put outputs in canonical form)."""
+    return [(record.prompt, record.output) for record in records if record.output is not None]

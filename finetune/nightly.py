@@ -1,0 +1,246 @@
+"""The nightly job: every task's adapter trained again from the base model, evaluated, gated, maybe promoted.
+
+    data → split → examples → train (staging) → evaluate candidate, in service, base → gate → register → promote
+
+A run writes only under `adapters/.staging/<task>/` until it registers the finished version with one rename, so a
+failed or killed night leaves serving untouched; run it again and training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import models
+from core.errors import Conflict, LoragError
+from core.settings import Settings, redacted
+from core.tables import AdapterStatus
+from finetune import data, registry
+from finetune.evaluate import Contender, evaluate_task, write_task_report
+from finetune.examples import GroundingContext, build_examples
+from finetune.gate import decide
+from finetune.tasks import TaskSpec, Training
+from finetune.train import train_lora
+from finetune.types import Example, GateResult, Record, TrainResult
+from ingest.embed import Embedder
+from ingest.store import VectorStore
+from retrieval.factory import build_answerer
+from retrieval.generate import TransformersGenerator
+from retrieval.search import Retriever
+
+logger = logging.getLogger(__name__)
+
+PARITY_MAX_NEW_TOKENS = 48
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The serving pieces a run borrows: the metadata store, and for grounded-qa the vectors and embedder."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    store: VectorStore | None = None
+    embedder: Embedder | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: str
+    version: str | None
+    status: str  # active | rejected | failed
+    reason: str
+    report: str | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    splits: dict[str, list[Record]]
+    train: list[Example]
+    report: dict[str, Any]
+    data_hash: str
+
+
+def run_all(stack: Stack, tasks: list[TaskSpec], *, training: Mapping[str, Any] | None = None,
+            max_eval: int | None = None, progress: bool = True) -> list[Outcome]:
+    """Every task in turn; one task's failure is recorded and the others still run."""
+    outcomes = []
+    for task in tasks:
+        try:
+            outcomes.append(run_task(stack, task, training=training, max_eval=max_eval, progress=progress))
+        except LoragError as error:
+            logger.error("nightly %s failed: %s", task.name, error.message)
+            outcomes.append(Outcome(task.name, None, "failed", error.message))
+        except Exception as error:  # an edge: one task's bug must not cost the other tasks their night
+            logger.exception("nightly %s failed", task.name)
+            outcomes.append(Outcome(task.name, None, "failed", f"{type(error).__name__}: {error}"))
+    return outcomes
+
+
+def run_task(stack: Stack, task: TaskSpec, *, training: Mapping[str, Any] | None = None,
+             max_eval: int | None = None, progress: bool = True) -> Outcome:
+    """`training` (settings over the task's own, e.g. a time budget) and `max_eval` bound a demo run
+    (`lorag setup`) or a hurried one (`lorag nightly --time-budget`); a real night leaves them unset."""
+    settings = stack.settings
+    if max_eval is not None:
+        task = task.model_copy(update={"evaluation": task.evaluation.model_copy(update={"max_examples": max_eval})})
+    if training:  # validated like the task file: a bad override is a clear error, not a strange run
+        task = task.model_copy(update={"training": Training.model_validate({**task.training.model_dump(),
+                                                                            **training})})
+    with task_lock(settings.adapters_dir, task.name):
+        started = datetime.now(UTC)
+        prepared = prepare(stack, task)
+        staged = registry.staging_dir(settings.adapters_dir, task.name)
+        parity_messages = parity_prompts(task, prepared, settings.finetune.parity_prompts, stack)
+        trained = train_lora(models.resolve(settings.models.base, settings.models_dir).location, prepared.train,
+                             lora=task.lora, training=task.training, out_dir=staged, device=settings.models.device,
+                             parity_prompts=parity_messages,
+                             parity_max_new_tokens=PARITY_MAX_NEW_TOKENS, progress=progress)
+        name = registry.version_name(task.name, stack.sessions, settings.adapters_dir, started)
+        results, parity = evaluate_candidate(stack, task, prepared, staged, name, parity_messages, trained)
+        gate = gate_of(task, results, parity)
+        extra = {"gate": {"promote": gate.promote, "reasons": list(gate.reasons), "parity": gate.parity},
+                 "data": prepared.report, "training": asdict(trained)}
+        _json, markdown = write_task_report(task, results, staged, extra)
+        write_run_json(staged, stack, task, name, prepared, trained, results, gate, started)
+        status = AdapterStatus.CANDIDATE if gate.promote else AdapterStatus.REJECTED
+        record = registry.register(stack.sessions, settings.adapters_dir, staged, name=name, task=task.name,
+                                   base_model=settings.models.base, data_hash=prepared.data_hash,
+                                   metrics=results["candidate"]["metrics"], status=status, reason=gate.summary())
+        if gate.promote:
+            registry.promote(stack.sessions, record.name, gate.summary())
+        logger.info("nightly %s: %s %s (%s)", task.name, record.name, "promoted" if gate.promote else "rejected",
+                    gate.summary())
+        report = str(record.path / markdown.name)
+        return Outcome(task.name, record.name, "active" if gate.promote else "rejected", gate.summary(), report)
+
+
+def prepare(stack: Stack, task: TaskSpec) -> Prepared:
+    records = data.load_records(task)
+    if task.data.feedback:
+        records += data.feedback_records(task, stack.sessions)
+    kept, dropped = data.dedupe(records)
+    splits = data.split(kept, task.split)
+    general = data.general_records(task, len(splits["train"]))
+    report = data.data_report(task, splits, general, dropped)
+    train, skipped = build_examples(task, [*splits["train"], *general], grounding_of(stack, task))
+    report["examples"] = {"train": len(train), "skipped": len(skipped), "skipped_reasons": skipped[:20]}
+    logger.info("nightly %s: %d train / %d validation / %d test records, %d general, %d training examples",
+                task.name, len(splits["train"]), len(splits["validation"]), len(splits["test"]), len(general),
+                len(train))
+    return Prepared(splits, train, report, data.data_hash(splits))
+
+
+def grounding_of(stack: Stack, task: TaskSpec) -> GroundingContext | None:
+    if task.kind != "grounded-qa":
+        return None
+    if stack.store is None or stack.embedder is None:
+        raise Conflict(f"task {task.name} is grounded-qa: it needs the vector store and embedder")
+    from transformers import AutoTokenizer
+
+    ref = models.resolve(stack.settings.models.base, stack.settings.models_dir)
+    tokenizer = AutoTokenizer.from_pretrained(ref.location, local_files_only=ref.local)
+    return GroundingContext(Retriever(stack.store, stack.embedder),
+                            lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+                            stack.settings.retrieval.context_tokens)
+
+
+def parity_prompts(task: TaskSpec, prepared: Prepared, count: int, stack: Stack) -> list[list[dict[str, str]]]:
+    """Prompts from the test split (rendered as for training) whose greedy outputs must match after serving."""
+    if count == 0:
+        return []
+    examples, _skipped = build_examples(task, prepared.splits["test"][: count * 2], grounding_of(stack, task))
+    return [[dict(message) for message in example.messages] for example in examples[:count]]
+
+
+def evaluate_candidate(stack: Stack, task: TaskSpec, prepared: Prepared, staged: Path, name: str,
+                       parity_messages: list[list[dict[str, str]]],
+                       trained: TrainResult) -> tuple[dict[str, dict[str, Any]], bool | None]:
+    """Candidate, the version in service and the prompt-only base on the test split, through the serving path."""
+    settings = stack.settings
+    ref = models.resolve(settings.models.base, settings.models_dir)
+    model, tokenizer = models.load_causal_lm(ref, settings.models.device)
+    champion = registry.active(stack.sessions).get(task.name)
+    adapters = {name: staged, **({champion.name: champion.path} if champion else {})}
+    generator = TransformersGenerator(model, tokenizer, base_name=models.served_name(settings.models.base),
+                                      adapters=adapters)
+    contenders = [Contender("candidate", name), *([Contender("in service", champion.name)] if champion else []),
+                  Contender("base (prompt only)", None)]
+    answerer = (build_answerer(settings, stack.store, stack.embedder, generator)
+                if task.kind == "grounded-qa" and stack.store is not None and stack.embedder is not None else None)
+    if answerer is not None:  # the task decides how long an evaluated answer may be
+        answerer.policy = replace(answerer.policy, max_new_tokens=task.evaluation.max_new_tokens)
+    started = time.perf_counter()
+    results = evaluate_task(task, prepared.splits["test"], contenders, generator=generator, answerer=answerer)
+    logger.info("nightly %s: evaluated %d contenders in %.0fs", task.name, len(contenders),
+                time.perf_counter() - started)
+    return results, check_parity(generator, name, parity_messages, trained)
+
+
+def check_parity(generator: TransformersGenerator, name: str, prompts: list[list[dict[str, str]]],
+                 trained: TrainResult) -> bool | None:
+    """Greedy outputs of the saved adapter through the serving backend equal the trained model's own."""
+    if not prompts:
+        return None
+    served = [generator.generate(messages, model=name, max_new_tokens=PARITY_MAX_NEW_TOKENS).text
+              for messages in prompts]
+    mismatches = [index for index, (a, b) in enumerate(zip(served, trained.parity_outputs, strict=True)) if a != b]
+    if mismatches:
+        logger.warning("train/serve parity failed on prompts %s: %r vs %r", mismatches,
+                       served[mismatches[0]], trained.parity_outputs[mismatches[0]])
+    return not mismatches
+
+
+def gate_of(task: TaskSpec, results: dict[str, dict[str, Any]], parity: bool | None) -> GateResult:
+    """Against the version in service; with none yet, against the prompt-only base model."""
+    label = "in service" if "in service" in results else "base (prompt only)"
+    return decide(task, results["candidate"]["metrics"], results[label]["metrics"], parity=parity,
+                  champion_label=label)
+
+
+def write_run_json(staged: Path, stack: Stack, task: TaskSpec, name: str, prepared: Prepared, trained: TrainResult,
+                   results: dict[str, dict[str, Any]], gate: GateResult, started: datetime) -> None:
+    run = {"version": name, "task": json.loads(task.model_dump_json()), "data_hash": prepared.data_hash,
+           "data": prepared.report, "training": asdict(trained),
+           "metrics": {label: result["metrics"] for label, result in results.items()},
+           "gate": {"promote": gate.promote, "reasons": list(gate.reasons), "parity": gate.parity},
+           "code": code_version(), "settings": redacted(stack.settings),
+           "started_at": started.isoformat(), "finished_at": datetime.now(UTC).isoformat()}
+    (staged / "run.json").write_text(json.dumps(run, indent=2, default=str), encoding="utf-8")
+
+
+def code_version() -> dict[str, str | None]:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = None  # an installed package, not a checkout
+    return {"lorag": metadata.version("lorag"), "git_commit": commit}
+
+
+@contextmanager
+def task_lock(adapters_dir: Path, task: str) -> Iterator[None]:
+    """One run per task at a time on this machine; a second one is refused rather than queued."""
+    lock_dir = adapters_dir / registry.STAGING
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{task}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict(f"a nightly run of {task} is already in progress") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,87 @@
+"""Promotions and rollbacks reach the serving generator without a restart; replaced versions drain first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from app.adapters import AdapterRouter
+from core import db
+from core.tables import AdapterStatus
+from finetune import registry
+from finetune.tasks import TaskSpec
+
+
+class RecordingHost:
+    """Stands in for the generator's adapter table (a unit-test tool; the nightly test uses the real one)."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, Path] = {}
+        self.removed: list[str] = []
+
+    def models(self) -> list[str]:
+        return ["base", *self.loaded]
+
+    def add_adapter(self, name: str, path: Path) -> None:
+        assert name not in self.loaded, "a version name is never loaded twice"
+        self.loaded[name] = path
+
+    def remove_adapter(self, name: str) -> None:
+        self.loaded.pop(name)
+        self.removed.append(name)
+
+
+@pytest.fixture
+def sessions(tmp_path: Path):
+    engine = db.build_engine(f"sqlite:///{tmp_path / 'lorag.db'}")
+    db.migrate(engine)
+    yield db.build_sessions(engine)
+    engine.dispose()
+
+
+def version(sessions, adapters_dir: Path, day: int) -> str:
+    staged = registry.staging_dir(adapters_dir, "support")
+    (staged / "adapter_config.json").write_text("{}")
+    name = registry.version_name("support", sessions, adapters_dir, datetime(2026, 11, day, 2, tzinfo=UTC))
+    registry.register(sessions, adapters_dir, staged, name=name, task="support", base_model="b", data_hash="d",
+                      metrics={}, status=AdapterStatus.CANDIDATE, reason="")
+    return name
+
+
+def test_requests_follow_promotions_and_rollbacks(sessions, tmp_path: Path) -> None:
+    task = TaskSpec(name="support", kind="grounded-qa", kb="support")
+    host = RecordingHost()
+    router = AdapterRouter(host, sessions, [task], poll_s=60, drain_s=0)
+    router.sync()
+    assert router.resolve(None, "support") is None  # nothing in service: the base model
+    assert router.resolve("support@x", None) == "support@x"  # unknown names go on, to be refused by the generator
+
+    first, second = version(sessions, tmp_path, 20), version(sessions, tmp_path, 21)
+    registry.promote(sessions, first, "nightly")
+    router.sync()
+    assert router.resolve(None, "support") == first and router.resolve("support", None) == first
+    assert router.resolve(None, "experts") is None and router.resolve("base", "support") == "base"
+
+    registry.promote(sessions, second, "nightly")
+    router.sync()  # the new version is served; with drain_s=0 the old one is dropped at once
+    assert router.resolve(None, "support") == second
+    assert set(host.loaded) == {second} and host.removed == [first]
+
+    registry.rollback(sessions, "support")
+    router.sync()
+    assert router.resolve("support", None) == first and first in host.loaded
+
+
+def test_a_replaced_version_stays_loaded_while_it_drains(sessions, tmp_path: Path) -> None:
+    task = TaskSpec(name="support", kind="grounded-qa", kb="support")
+    host = RecordingHost()
+    router = AdapterRouter(host, sessions, [task], poll_s=60, drain_s=3600)
+    first, second = version(sessions, tmp_path, 20), version(sessions, tmp_path, 21)
+    registry.promote(sessions, first, "nightly")
+    router.sync()
+    registry.promote(sessions, second, "nightly")
+    router.sync()
+    router.sync()
+    assert set(host.loaded) == {first, second} and host.removed == []
