@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from app.auth import RateLimiter, install_cors
 from app.errors import install_error_handlers
+from app.limits import install_body_limit
 from app.observability import Metrics, install_observability
 from app.resources import open_resources
 from app.routes import answers, documents, feedback, health, tagging, widget
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.rate_limiter = RateLimiter()
     install_cors(app)
+    install_body_limit(app, resolved.server.max_body_bytes, resolved.ingest.max_bytes)
     install_observability(app, app.state.metrics)
     install_error_handlers(app)
     app.include_router(health.router)

@@ -77,6 +77,10 @@ class ServerSettings(Section):
         120, ge=1, description="Requests a minute per API key (or per client address without one), unless the "
         "key sets its own.",
     )
+    max_body_bytes: int = Field(
+        1_000_000, gt=0, description="Largest request body, in bytes, except document uploads (which take "
+        "LORAG_INGEST__MAX_BYTES and a little more for the form around the file).",
+    )
 
 
 class IngestSettings(Section):
@@ -127,6 +131,14 @@ class GeneratorSettings(Section):
     api_key: SecretStr | None = Field(None, description="API key of the OpenAI-compatible model server.")
     timeout_s: float = Field(60.0, gt=0, description="Seconds before a generation request gives up.")
     max_new_tokens: int = Field(192, ge=1, le=4096, description="Longest answer, in generator tokens.")
+    batch_max: int = Field(
+        16, ge=1, description="backend=transformers: concurrent greedy requests decoded together in one batch, at "
+        "most; 1 runs them one at a time. Streamed and sampled requests are never batched.",
+    )
+    batch_wait_s: float = Field(
+        0.01, ge=0, le=1, description="backend=transformers: seconds a batch waits for more requests once the "
+        "first has arrived (latency traded for throughput).",
+    )
 
 
 class FinetuneSettings(Section):
@@ -150,7 +162,8 @@ class FinetuneSettings(Section):
     parity_prompts: int = Field(3, ge=0, le=20, description="Test prompts whose greedy outputs must match between "
                                 "training and serving before a version may be promoted.")
     demo_budget_s: float = Field(
-        90.0, gt=0, description="`lorag setup`: training seconds per sample task when no adapter exists yet."
+        120.0, gt=0, description="`lorag setup`: at most this many training seconds (and 24 short steps) per "
+        "task that has no adapter in service yet."
     )
 
 

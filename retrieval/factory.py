@@ -7,7 +7,8 @@ from core.settings import Settings
 from ingest.embed import Embedder
 from ingest.store import VectorStore
 from retrieval.answer import Answerer, AnswerPolicy
-from retrieval.generate import Generator, build_generator
+from retrieval.batching import BatchingGenerator
+from retrieval.generate import Generator, TransformersGenerator, build_generator
 from retrieval.search import CrossEncoderReranker, Reranker, Retriever
 
 
@@ -22,9 +23,13 @@ def build_answer_generator(settings: Settings) -> Generator:
 
         model, tokenizer = None, AutoTokenizer.from_pretrained(ref.location, local_files_only=ref.local)
     api_key = section.api_key.get_secret_value() if section.api_key else None
-    return build_generator(section.backend, model=model, tokenizer=tokenizer,
-                           base_name=models.served_name(settings.models.base), adapters={},
-                           base_url=section.base_url, api_key=api_key, timeout_s=section.timeout_s)
+    generator = build_generator(section.backend, model=model, tokenizer=tokenizer,
+                                base_name=models.served_name(settings.models.base), adapters={},
+                                base_url=section.base_url, api_key=api_key, timeout_s=section.timeout_s)
+    if isinstance(generator, TransformersGenerator) and section.batch_max > 1:
+        # A server (vLLM) batches concurrent requests itself; the in-process model needs this in front of it.
+        return BatchingGenerator(generator, max_batch=section.batch_max, max_wait_s=section.batch_wait_s)
+    return generator
 
 
 def build_reranker(settings: Settings) -> Reranker | None:

@@ -36,7 +36,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 VLLM_PYTHON = Path(os.environ.get("LORAG_TEST_VLLM_PYTHON", REPO / ".venv-vllm" / "bin" / "python"))
 BASE = "smollm2-135m-instruct"
 PROMPTS = [[{"role": "user", "content": "What is the capital of France?"}],
-           [{"role": "user", "content": "Name three fruits."}]]
+           [{"role": "user", "content": "Name three fruits."}],
+           [{"role": "user", "content": "Who are you?"}]]  # trained on: where the adapters must show
 
 
 def vllm_available() -> None:
@@ -52,7 +53,7 @@ def train(base_dir: str, out: Path, answer: str) -> None:
     examples = [Example(({"role": "user", "content": q},), answer, f"k{i}")
                 for i, q in enumerate(["Who are you?", "Say something.", "What do you say?", "Hello?"])]
     train_lora(base_dir, examples, lora=Lora(r=8), out_dir=out, progress=False,
-               training=Training(max_steps=3, learning_rate=2e-3, batch_tokens=512, max_seq_len=128))
+               training=Training(max_steps=8, learning_rate=2e-3, batch_tokens=512, max_seq_len=128))
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +142,9 @@ def check_parity(stack: dict) -> None:
             ours = local.generate(messages, model=name, max_new_tokens=24).text
             theirs = served.generate(messages, model=name, max_new_tokens=24).text
             assert ours == theirs, f"{name}: transformers {ours!r} != vLLM {theirs!r}"
-    assert served.generate(PROMPTS[0], model="alpha@1", max_new_tokens=24).text != served.generate(
-        PROMPTS[0], model=None, max_new_tokens=24).text  # the adapter is really applied
+    outputs = {name: served.generate(PROMPTS[2], model=name, max_new_tokens=24).text
+               for name in (None, "alpha@1", "beta@1")}
+    assert len(set(outputs.values())) == 3, outputs  # each adapter is really applied, and its own
 
 
 def promote_while_busy(stack: dict) -> None:
