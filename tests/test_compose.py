@@ -71,8 +71,13 @@ def test_secrets_are_required_not_defaulted() -> None:
         assert all(use.startswith(":?") for use in uses), f"{secret} must be ${{{secret}:?...}}"
 
 
-def test_the_gpu_model_server_serves_lora(compose: dict[str, Any]) -> None:
+def test_the_gpu_model_server_serves_the_registry_and_the_api_uses_it(compose: dict[str, Any]) -> None:
     vllm = compose["services"]["vllm"]
-    assert "--enable-lora" in vllm["command"]
+    assert vllm["command"] == ["lorag", "serve-model"]  # --enable-lora and the active adapters: test_model_server
+    assert vllm["build"]["args"]["EXTRAS"] == "vllm"
     devices = vllm["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
+    adapters = [mount for mount in vllm["volumes"] if mount.startswith("adapters:")]
+    assert adapters == [mount for mount in compose["services"]["api"]["volumes"] if mount.startswith("adapters:")]
+    api = compose["services"]["api"]["environment"]
+    assert api["LORAG_GENERATOR__BACKEND"] == "openai" and api["LORAG_GENERATOR__BASE_URL"] == "http://vllm:8000/v1"
