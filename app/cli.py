@@ -194,7 +194,7 @@ def ask(
     if as_json:
         from app.routes.answers import to_response
 
-        typer.echo(to_response(result).model_dump_json(indent=2))
+        typer.echo(to_response(result, None).model_dump_json(indent=2))  # no feedback from here: no token
         return
     typer.echo(result.text)
     for citation in result.citations:

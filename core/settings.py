@@ -77,6 +77,10 @@ class ServerSettings(Section):
         120, ge=1, description="Requests a minute per API key (or per client address without one), unless the "
         "key sets its own.",
     )
+    secret_key: SecretStr | None = Field(
+        None, description="Signs answer tokens (feedback is taken only on real answers); the same on every "
+        "replica. Empty: a random key kept in LORAG_HOME.",
+    )
     max_body_bytes: int = Field(
         1_000_000, gt=0, description="Largest request body, in bytes, except document uploads (which take "
         "LORAG_INGEST__MAX_BYTES and a little more for the form around the file).",

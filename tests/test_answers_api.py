@@ -101,6 +101,13 @@ def test_ask_abstains_on_what_the_documents_do_not_say(server: str) -> None:
     body = response.json()
     assert response.status_code == 200
     assert body["abstained"] is True and body["handoff"] is True and body["citations"] == []
+    # Feedback on this very answer is taken with its token; the same rating on an answer it never gave is not.
+    rating = {"question": "Who is the CEO of Dashbite?", "answer": body["answer"], "model": body["model"],
+              "kb": "support", "rating": -1, "answer_token": body["answer_token"]}
+    assert httpx.post(f"{server}/v1/feedback", json=rating, timeout=30).status_code == 201
+    made_up = {**rating, "answer": "The CEO is Jane Doe.", "rating": 1}
+    refused = httpx.post(f"{server}/v1/feedback", json=made_up, timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "answer_token"
 
 
 def test_a_public_caller_never_gets_internal_content(server: str) -> None:

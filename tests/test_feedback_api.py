@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from app import keys
+from app import answer_tokens, keys
 from app.main import create_app
 from core.settings import Settings
 from core.tables import Feedback
@@ -30,13 +30,21 @@ def client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
         yield client
 
 
+def signed(client: TestClient, body: dict[str, Any], audience: str = "public") -> dict[str, Any]:
+    """The body with the token the server gave with that answer (as /v1/ask would have)."""
+    secret = answer_tokens.secret_of(client.app.state.resources.settings)
+    token = answer_tokens.sign(secret, question=body["question"], answer=body["answer"], model=body.get("model"),
+                               kb=body.get("kb"), audience=audience)
+    return {**body, "answer_token": token}
+
+
 def stored(client: TestClient) -> list[Feedback]:
     with client.app.state.resources.sessions() as session:
         return list(session.scalars(select(Feedback)))
 
 
 def test_a_rating_with_a_comment_is_stored(client: TestClient) -> None:
-    response = client.post("/v1/feedback", json=VALID)
+    response = client.post("/v1/feedback", json=signed(client, VALID))
     assert response.status_code == 201, response.text
     [row] = stored(client)
     assert response.json() == {"id": row.id}
@@ -51,8 +59,10 @@ def test_a_rating_with_a_comment_is_stored(client: TestClient) -> None:
 
 def test_a_comment_alone_or_a_thumbs_down_alone_is_enough(client: TestClient) -> None:
     base = {"question": "Who is the CEO?", "answer": "I can't find this in the documentation."}
-    assert client.post("/v1/feedback", json={**base, "comment": "You should know this"}).status_code == 201
-    assert client.post("/v1/feedback", json={**base, "rating": -1, "channel": "api"}).status_code == 201
+    assert client.post("/v1/feedback", json={**signed(client, base), "comment": "You should know this"}).status_code \
+        == 201
+    assert client.post("/v1/feedback", json={**signed(client, base), "rating": -1, "channel": "api"}).status_code \
+        == 201
     rows = sorted(stored(client), key=lambda row: row.rating or 0)
     assert [(row.rating, row.comment, row.channel, row.citations) for row in rows] == [
         (-1, None, "api", None), (None, "You should know this", "widget", None)]
@@ -63,10 +73,11 @@ def test_a_comment_alone_or_a_thumbs_down_alone_is_enough(client: TestClient) ->
     {"rating": None, "comment": None}, {"rating": None, "comment": "   "},
     {"question": ""}, {"question": "x" * 2001}, {"answer": ""}, {"answer": "x" * 8001},
     {"comment": "x" * 2001}, {"citations": [{"title": "no marker"}]}, {"citations": [CITATION] * 21},
-    {"channel": "email"}, {"audience": "internal"},
+    {"channel": "email"}, {"audience": "internal"}, {"answer_token": "0" * 64}, {"answer_token": None},
+    {"answer": "The minimum food subtotal is €1.00 [1]."}, {"model": "support@1"}, {"kb": "experts"},
 ], ids=lambda change: ",".join(f"{key}={str(value)[:12]}" for key, value in change.items()))
 def test_bad_feedback_is_refused_and_nothing_is_stored(client: TestClient, change: dict[str, Any]) -> None:
-    response = client.post("/v1/feedback", json={**VALID, **change})
+    response = client.post("/v1/feedback", json={**signed(client, VALID), **change})
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["message"]
@@ -82,11 +93,15 @@ def test_the_key_decides_the_audience_and_the_knowledge_bases(make_settings: Cal
         sessions = client.app.state.resources.sessions
         internal, _ = keys.create(sessions, name="agents", scopes=["chat:internal"])
         support_only, _ = keys.create(sessions, name="site", scopes=["chat:public"], kbs=["support"])
-        assert client.post("/v1/feedback", json=VALID).status_code == 401
-        refused = client.post("/v1/feedback", json={**VALID, "kb": "experts"},
+        assert client.post("/v1/feedback", json=signed(client, VALID)).status_code == 401
+        refused = client.post("/v1/feedback", json=signed(client, {**VALID, "kb": "experts"}),
                               headers={"Authorization": f"Bearer {support_only}"})
         assert refused.status_code == 403 and refused.json()["error"]["param"] == "kb"
-        for key in (internal, support_only):
-            assert client.post("/v1/feedback", json=VALID, headers={"Authorization": f"Bearer {key}"}).status_code \
-                == 201
+        # A token is bound to the audience it was given for: a public answer's token is no good to an internal key.
+        crossed = client.post("/v1/feedback", json=signed(client, VALID, "public"),
+                              headers={"Authorization": f"Bearer {internal}"})
+        assert crossed.status_code == 400 and crossed.json()["error"]["param"] == "answer_token"
+        for key, audience in ((internal, "internal"), (support_only, "public")):
+            assert client.post("/v1/feedback", json=signed(client, VALID, audience),
+                               headers={"Authorization": f"Bearer {key}"}).status_code == 201
         assert sorted(row.audience for row in stored(client)) == ["internal", "public"]

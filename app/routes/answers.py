@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import Annotated, Any, Literal
 
@@ -13,6 +13,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from app import answer_tokens
+from app.answer_tokens import audience_of
 from app.auth import CHAT, requires
 from app.keys import Principal
 from app.resources import Resources, get_resources
@@ -61,6 +63,7 @@ class AskResponse(BaseModel):
     model: str
     timings: dict[str, float | None]
     usage: dict[str, int]
+    answer_token: str | None = Field(description="Send it back with feedback on this answer (POST /v1/feedback).")
 
 
 def answerer_of(resources: Resources) -> Answerer:
@@ -75,7 +78,7 @@ def ask(request: AskRequest, principal: Annotated[Principal, Depends(requires(*C
     model = permitted_model(principal, resources, request.model, request.kb)
     result = answerer_of(resources).ask(request.question, kb=request.kb, audiences=principal.audiences,
                           history=[turn.model_dump() for turn in request.history], model=model)
-    return to_response(result)
+    return to_response(result, token_of(resources, principal, request.question, request.kb, result))
 
 
 def permitted_model(principal: Principal, resources: Resources, model: str | None, kb: str | None) -> str | None:
@@ -90,10 +93,17 @@ def permitted_model(principal: Principal, resources: Resources, model: str | Non
     return resolved
 
 
-def to_response(result: AnswerResult) -> AskResponse:
+def to_response(result: AnswerResult, token: str | None) -> AskResponse:
     return AskResponse(answer=result.text, citations=citations_of(result), abstained=result.abstained,
                        handoff=result.handoff, model=result.model, timings=vars(result.timings),
-                       usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens})
+                       usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
+                       answer_token=token)
+
+
+def token_of(resources: Resources, principal: Principal, question: str, kb: str | None,
+             result: AnswerResult) -> str:
+    return answer_tokens.sign(answer_tokens.secret_of(resources.settings), question=question, answer=result.text,
+                              model=result.model, kb=kb, audience=audience_of(principal))
 
 
 def citations_of(result: AnswerResult) -> list[CitationOut]:
@@ -122,14 +132,17 @@ def chat_completions(request: ChatRequest, principal: Annotated[Principal, Depen
     model = permitted_model(principal, resources, request.model, request.kb)
     answerer = answerer_of(resources)
     audiences = principal.audiences
+    def token(result: AnswerResult) -> str:
+        return token_of(resources, principal, question, request.kb, result)
+
     if not request.stream:
         result = answerer.ask(question, kb=request.kb, audiences=audiences, history=history, model=model)
-        return completion_body(completion_id, result)
+        return completion_body(completion_id, result, token(result))
     events = answerer.ask_stream(question, kb=request.kb, audiences=audiences, history=history, model=model)
     # The first event is taken before the response starts, so a bad model name or a model server that is
     # down still gets its proper status code instead of a broken stream.
     first = next(events)
-    return StreamingResponse(sse(completion_id, model or answerer.base_model, chain([first], events)),
+    return StreamingResponse(sse(completion_id, model or answerer.base_model, chain([first], events), token),
                              media_type="text/event-stream")
 
 
@@ -142,7 +155,7 @@ def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str,
     return messages[-1].content, turns
 
 
-def completion_body(completion_id: str, result: AnswerResult) -> dict[str, Any]:
+def completion_body(completion_id: str, result: AnswerResult, token: str) -> dict[str, Any]:
     return {
         "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": result.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
@@ -150,21 +163,23 @@ def completion_body(completion_id: str, result: AnswerResult) -> dict[str, Any]:
         "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                   "total_tokens": result.prompt_tokens + result.completion_tokens},
         "citations": [c.model_dump() for c in citations_of(result)],
-        "abstained": result.abstained, "handoff": result.handoff,
+        "abstained": result.abstained, "handoff": result.handoff, "answer_token": token,
     }
 
 
-def sse(completion_id: str, model: str | None, events: Iterator[str | AnswerResult]) -> Iterator[str]:
+def sse(completion_id: str, model: str | None, events: Iterator[str | AnswerResult],
+        token: Callable[[AnswerResult], str]) -> Iterator[str]:
     """OpenAI chunks for the draft text, then a final chunk carrying the verified answer and citations."""
     created = int(time.time())
     try:
-        yield from _chunks(completion_id, model, created, events)
+        yield from _chunks(completion_id, model, created, events, token)
     except LoragError as exc:  # mid-stream: the status line is gone, so the error travels as an event
         yield f"data: {json.dumps(exc.envelope())}\n\n"
     yield "data: [DONE]\n\n"
 
 
-def _chunks(completion_id: str, model: str | None, created: int, events: Iterator[str | AnswerResult]) -> Iterator[str]:
+def _chunks(completion_id: str, model: str | None, created: int, events: Iterator[str | AnswerResult],
+            token: Callable[[AnswerResult], str]) -> Iterator[str]:
     for event in events:
         if isinstance(event, str):
             delta = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
@@ -175,7 +190,7 @@ def _chunks(completion_id: str, model: str | None, created: int, events: Iterato
         final = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": event.model,
                  "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                  "citations": [c.model_dump() for c in citations_of(event)], "answer": event.text,
-                 "abstained": event.abstained, "handoff": event.handoff}
+                 "abstained": event.abstained, "handoff": event.handoff, "answer_token": token(event)}
         yield f"data: {json.dumps(final)}\n\n"
 
 

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from app import answer_tokens
+from app.answer_tokens import audience_of
 from app.auth import CHAT, requires
 from app.keys import Principal
 from app.resources import Resources, get_resources
@@ -45,6 +47,8 @@ class FeedbackRequest(BaseModel):
     citations: list[FeedbackCitation] = Field(default_factory=list, max_length=20)
     kb: str | None = Field(None, max_length=64, description="The knowledge base the answer came from.")
     channel: Literal["widget", "api", "slack"] = "widget"
+    answer_token: str = Field(min_length=1, max_length=128, description="The `answer_token` that came with the "
+                              "answer: feedback is taken only on answers this server gave.")
 
     @field_validator("rating")
     @classmethod
@@ -67,6 +71,9 @@ def create_feedback(request: FeedbackRequest, principal: Annotated[Principal, De
     comment = (request.comment or "").strip() or None
     if request.rating is None and comment is None:
         raise InvalidInput("send a rating (1 or -1), a comment, or both", param="rating")
+    answer_tokens.check(answer_tokens.secret_of(resources.settings), request.answer_token,
+                        question=request.question, answer=request.answer, model=request.model, kb=request.kb,
+                        audience=audience_of(principal))
     row = Feedback(id=str(uuid.uuid4()), kind=FeedbackKind.RATING, kb=request.kb, audience=audience_of(principal),
                    question=request.question, answer=request.answer, rating=request.rating, comment=comment,
                    model=request.model, channel=request.channel,
@@ -75,8 +82,3 @@ def create_feedback(request: FeedbackRequest, principal: Annotated[Principal, De
         session.add(row)
     return FeedbackCreated(id=row.id)
 
-
-def audience_of(principal: Principal) -> str:
-    """The most restricted audience the rated answer may have drawn on: an internal caller's answer may quote
-    internal documents, so its feedback must never train a model that answers the public."""
-    return "internal" if "internal" in principal.audiences else "public"

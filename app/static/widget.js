@@ -456,7 +456,8 @@
   }
 
   function feedbackBody(cfg, given, comment) {
-    var body = { question: given.question, answer: given.final.answer, channel: "widget" };
+    var body = { question: given.question, answer: given.final.answer, channel: "widget",
+                 answer_token: given.final.answer_token };
     if (given.rating !== null) body.rating = given.rating;
     if (comment) body.comment = comment;
     if (given.final.model) body.model = given.final.model;
