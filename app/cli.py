@@ -435,6 +435,32 @@ def adapters_rollback(task: Annotated[str, typer.Argument(help="The task whose a
     typer.echo(f"{record.name} is back in service for {task}")
 
 
+@cli.command("backup")
+@edge
+def backup_command(path: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup.")]) -> None:
+    """Back up the database, the adapter registry and (as the documents it is built from) the vector store.
+    Safe while the server runs."""
+    from app import backup
+
+    report = backup.backup(_settings(), path)
+    for line in backup.describe(report):
+        typer.echo(line)
+    typer.echo(f"backup complete: {report.path}")
+
+
+@cli.command("restore")
+@edge
+def restore_command(path: Annotated[Path, typer.Argument(help="A folder written by `lorag backup`.")]) -> None:
+    """Restore a backup into an empty LORAG_HOME / database, then rebuild the vector store from its documents.
+    Exit code 1 if a document could not be indexed again."""
+    from app import backup
+
+    report = backup.restore(_settings(), path)
+    for line in backup.describe(report):
+        typer.echo(line)
+    raise typer.Exit(1 if report.failed else 0)
+
+
 @cli.command("serve-model")
 @edge
 def serve_model() -> None:

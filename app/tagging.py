@@ -10,9 +10,9 @@
 
 The prompt of an item is `finetune.prompts.classification_messages`, the one the adapter was trained on, with
 solved neighbours as earlier turns. Greedy decoding is deterministic, so the retry changes the prompt: two more
-examples, the invalid reply and what was wrong with it. The vLLM backend could constrain decoding to
-`finetune.prompts.json_schema`; `OpenAIGenerator` does not pass `response_format` yet, so both backends rely on
-validate-and-retry today.
+examples, the invalid reply and what was wrong with it. Through vLLM (`OpenAIGenerator.generate_json`) a fields
+taxonomy's output is constrained to `finetune.prompts.json_schema` by guided decoding (`response_format`), so it
+is valid by construction; the in-process backend validates and retries. A labels taxonomy is validated on both.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from core.errors import ConfigError, InvalidInput
-from finetune.prompts import classification_messages, parse_output
+from finetune.prompts import classification_messages, json_schema, parse_output
 from finetune.tasks import TaskSpec, Taxonomy, load_task
 from finetune.types import Record
 from retrieval.generate import Generation, Generator, Messages
@@ -79,6 +79,14 @@ class BatchGenerator(Protocol):
 
     def generate_batch(self, requests: Sequence[tuple[Messages, str | None]], *, max_new_tokens: int,
                        with_scores: bool = False) -> list[Generation]: ...
+
+
+@runtime_checkable
+class JsonGenerator(Protocol):
+    """A generator whose server constrains output to a JSON schema (vLLM's guided decoding)."""
+
+    def generate_json(self, messages: Messages, *, model: str | None, max_new_tokens: int,
+                      schema: Mapping[str, Any]) -> Generation: ...
 
 
 class ShotIndex:
@@ -190,8 +198,14 @@ class Tagger:
             return self.generator.generate_batch([(messages, self.model) for messages in requests],
                                                  max_new_tokens=self.max_new_tokens, with_scores=True)
 
+        schema = json_schema(self.taxonomy) if self.taxonomy.fields is not None else None
+        generator = self.generator
+
         def one(messages: Messages) -> Generation:
-            return self.generator.generate(messages, model=self.model, max_new_tokens=self.max_new_tokens)
+            if schema is not None and isinstance(generator, JsonGenerator):  # valid by construction
+                return generator.generate_json(messages, model=self.model, max_new_tokens=self.max_new_tokens,
+                                               schema=schema)
+            return generator.generate(messages, model=self.model, max_new_tokens=self.max_new_tokens)
 
         # A server (vLLM) batches concurrent requests itself; a thread per row lets it.
         with ThreadPoolExecutor(max_workers=min(len(requests), self.batch_size)) as pool:

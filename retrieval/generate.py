@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 
@@ -406,15 +406,25 @@ class OpenAIGenerator:
     def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
                  temperature: float = 0.0) -> Generation:
         check_request(messages, max_new_tokens, temperature)
-        payload = self._payload(messages, model, max_new_tokens, temperature, stream=False)
+        return self._complete(self._payload(messages, model, max_new_tokens, temperature, stream=False))
+
+    def generate_json(self, messages: Messages, *, model: str | None, max_new_tokens: int,
+                      schema: Mapping[str, Any]) -> Generation:
+        """Greedy output constrained to `schema` by the server's guided decoding (vLLM `response_format`)."""
+        check_request(messages, max_new_tokens, 0.0)
+        payload = self._payload(messages, model, max_new_tokens, 0.0, stream=False)
+        payload["response_format"] = {"type": "json_schema",
+                                      "json_schema": {"name": "output", "schema": dict(schema), "strict": True}}
+        return self._complete(payload)
+
+    def _complete(self, payload: dict[str, object]) -> Generation:
         with self._unreachable_as_unavailable():
             response = self._client.post("/chat/completions", json=payload)
         body = self._checked(response).json()
         choice = body["choices"][0]
         text = choice["message"]["content"] or ""
         usage = body.get("usage") or {}
-        return Generation(text=text, model=payload["model"],
-                          prompt_tokens=usage.get("prompt_tokens", 0),
+        return Generation(text=text, model=str(payload["model"]), prompt_tokens=usage.get("prompt_tokens", 0),
                           completion_tokens=usage.get("completion_tokens", self.count_tokens(text)),
                           finish_reason=choice.get("finish_reason") or "stop")
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from app.adapters import AdapterRouter
+from app.tagging import Item, Tagger, taxonomy_task
 from core import db
 from core.models import load_causal_lm, resolve
 from core.tables import AdapterStatus
@@ -124,6 +125,7 @@ def test_vllm_serves_trained_adapters_like_transformers_and_follows_promotions(s
         assert _wait_ready(f"{api}/readyz", app, timeout_s=60) == 200
         assert "alpha@1" in [m["id"] for m in httpx.get(f"{api}/v1/models", timeout=30).json()["data"]]
         check_parity(stack)
+        check_guided_tagging(stack)
         promote_while_busy(stack)
     finally:
         if vllm is not None:
@@ -145,6 +147,18 @@ def check_parity(stack: dict) -> None:
     outputs = {name: served.generate(PROMPTS[2], model=name, max_new_tokens=24).text
                for name in (None, "alpha@1", "beta@1")}
     assert len(set(outputs.values())) == 3, outputs  # each adapter is really applied, and its own
+
+
+def check_guided_tagging(stack: dict) -> None:
+    """Through vLLM a fields taxonomy's tags are constrained to its JSON schema: valid on the first attempt,
+    even from the prompt-only base model, which writes invalid JSON for this taxonomy without it."""
+    served = OpenAIGenerator(f"http://127.0.0.1:{stack['port']}/v1", None, base_name=BASE, timeout_s=120)
+    spec = taxonomy_task({"fields": {"cuisine": {"type": "single", "values": ["italian", "thai", "mexican"]},
+                                     "dietary": {"type": "multi", "values": ["vegan", "gluten-free"]}}}, "t")
+    results = Tagger(served, spec, model=None, max_new_tokens=48).tag(
+        [Item("1", "Pad thai with tofu"), Item("2", "Margherita pizza"), Item("3", "Bean burrito")])
+    assert all(result.valid and result.attempts == 1 for result in results), results
+    assert all(set(result.tags) == {"cuisine", "dietary"} for result in results)
 
 
 def promote_while_busy(stack: dict) -> None:
