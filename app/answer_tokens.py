@@ -49,14 +49,14 @@ def _home_secret(home: Path) -> bytes:
 
 
 def sign(secret: bytes, *, question: str, answer: str, model: str | None, kb: str | None, audience: str) -> str:
-    message = json.dumps([question, answer, model or "", kb or "", audience], ensure_ascii=False)
-    return hmac.new(secret, message.encode("utf-8"), hashlib.sha256).hexdigest()
+    message = json.dumps([question, answer, model or "", kb or "", audience])  # ASCII: any text, even lone surrogates
+    return hmac.new(secret, message.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def check(secret: bytes, token: str, *, question: str, answer: str, model: str | None, kb: str | None,
           audience: str) -> None:
     expected = sign(secret, question=question, answer=answer, model=model, kb=kb, audience=audience)
-    if not hmac.compare_digest(expected, token):
+    if not hmac.compare_digest(expected.encode("ascii"), token.encode("utf-8", "surrogatepass")):
         raise InvalidInput("answer_token does not match this question, answer, model and knowledge base: feedback "
                            "is taken only on answers this server gave, sent back as they were received",
                            param="answer_token")
