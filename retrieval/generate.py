@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,10 +102,11 @@ class TransformersGenerator:
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, base_name: str,
-                 adapters: Mapping[str, Path] = {}) -> None:
+                 adapters: Mapping[str, Path] = {}, timeout_s: float | None = None) -> None:
         for name, path in adapters.items():
             _check_adapter_dir(name, path)
         self.base_name = base_name
+        self.timeout_s = timeout_s  # a generation is cut off after this long (transformers' max_time)
         self._model = model
         self._tokenizer = tokenizer
         # Copied on write, so models() reads a consistent snapshot without waiting for a generation.
@@ -123,8 +125,11 @@ class TransformersGenerator:
         inputs = self._encode(messages, max_new_tokens)
         prompt_tokens = inputs["input_ids"].shape[1]
         with self._lock, self._selected(name) as network, torch.inference_mode():
+            started = time.perf_counter()
             output = network.generate(**inputs, generation_config=self._config(max_new_tokens, temperature))
+            elapsed = time.perf_counter() - started
         completion = output[0, prompt_tokens:].tolist()
+        self._check_time(elapsed, [completion], max_new_tokens)
         text = self._tokenizer.decode(completion, skip_special_tokens=True)
         return Generation(text=text, model=name, prompt_tokens=prompt_tokens, completion_tokens=len(completion),
                           finish_reason=self._finish_reason(completion, max_new_tokens))
@@ -166,6 +171,7 @@ class TransformersGenerator:
                 # loaded outside inference mode: peft's set_adapter later sets requires_grad, which inference
                 # tensors refuse
                 self._loaded(name)
+            started = time.perf_counter()
             with torch.inference_mode():
                 if prefix >= MIN_SHARED_PREFIX:
                     width, output = self._generate_from_prefix(names[0], rows, prefix, config)
@@ -176,6 +182,8 @@ class TransformersGenerator:
                 # log p of each chosen token: normalised over the vocabulary, one column per generated step
                 logprobs = (self._model.compute_transition_scores(sequences, output.scores, normalize_logits=True)
                             if with_scores else None)
+        self._check_time(time.perf_counter() - started,
+                         [self._until_stop(row[width:].tolist()) for row in sequences], max_new_tokens)
         results = []
         for index, name in enumerate(names):
             completion = self._until_stop(sequences[index, width:].tolist())
@@ -291,10 +299,22 @@ class TransformersGenerator:
         from transformers import GenerationConfig
 
         # Built from scratch so the checkpoint's sampling defaults (top_k, top_p) don't bend OpenAI semantics.
-        return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+        return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0, max_time=self.timeout_s,
                                 temperature=temperature if temperature > 0 else None,
                                 eos_token_id=self._model.generation_config.eos_token_id,
                                 pad_token_id=self._tokenizer.pad_token_id)
+
+    def _check_time(self, elapsed: float, completions: list[list[int]], max_new_tokens: int) -> None:
+        """Raise if `max_time` cut a generation off: a row neither stopped nor reached its token limit."""
+        if self.timeout_s is None or elapsed < self.timeout_s:
+            return
+        if any(self._finish_reason(c, max_new_tokens) == "stop" and not self._stopped(c) for c in completions):
+            raise BackendUnavailable(f"the generation took longer than LORAG_GENERATOR__TIMEOUT_S={self.timeout_s:g}s"
+                                     " and was stopped; retry, or raise the limit", code="generation_timeout")
+
+    def _stopped(self, completion: list[int]) -> bool:
+        eos = self._model.generation_config.eos_token_id
+        return bool(completion) and completion[-1] in (set(eos) if isinstance(eos, list) else {eos})
 
     def _finish_reason(self, completion: list[int], max_new_tokens: int) -> str:
         eos = self._model.generation_config.eos_token_id
@@ -548,7 +568,7 @@ def build_generator(backend: Literal["transformers", "openai"], *, model: PreTra
     if backend == "transformers":
         if model is None or tokenizer is None:
             raise ConfigError("generator backend 'transformers' needs the loaded base model and tokenizer")
-        return TransformersGenerator(model, tokenizer, base_name=base_name, adapters=adapters)
+        return TransformersGenerator(model, tokenizer, base_name=base_name, adapters=adapters, timeout_s=timeout_s)
     if backend == "openai":
         if not base_url:
             raise ConfigError("generator backend 'openai' needs LORAG_GENERATOR__BASE_URL, e.g. http://vllm:8000/v1")

@@ -341,3 +341,17 @@ def test_build_generator_picks_the_backend(base: tuple[object, object], adapter_
         build_generator("openai", model=None, tokenizer=None, base_url=None, **common)
     with pytest.raises(ConfigError):
         build_generator("transformers", model=None, tokenizer=None, base_url=None, **common)
+
+
+def test_a_generation_past_the_time_limit_is_stopped_with_a_clear_error(generator: TransformersGenerator) -> None:
+    question = [{"role": "user", "content": "Write a long story about a lighthouse keeper and the sea."}]
+    generator.timeout_s = 0.2
+    try:
+        with pytest.raises(BackendUnavailable, match="TIMEOUT_S=0.2s") as raised:
+            generator.generate(question, model=None, max_new_tokens=400)
+        assert raised.value.code == "generation_timeout" and raised.value.retry_after
+        with pytest.raises(BackendUnavailable, match="TIMEOUT_S"):
+            generator.generate_batch([(question, None), (question, None)], max_new_tokens=400)
+    finally:
+        generator.timeout_s = None
+    assert generator.generate(question, model=None, max_new_tokens=8).finish_reason == "length"  # unhurried
