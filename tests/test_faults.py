@@ -1,4 +1,5 @@
-"""Faults on real processes: a nightly run killed mid-training leaves serving untouched and resumes when run again."""
+"""Faults on real processes: a nightly run killed mid-training leaves serving untouched and resumes when run again;
+an unreachable vector store is a clear error with nothing half-registered."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from core import db
+from tests.conftest import free_port
 from tests.finetune.test_nightly import SAVOURY, SWEET, TASK
 from tests.test_cli import lorag_env
 
@@ -50,3 +53,22 @@ def test_a_nightly_run_killed_mid_training_resumes_and_serving_is_untouched(tmp_
     version = again.stdout.split("taste: active ")[1].split()[0]
     run = json.loads((tmp_path / "home" / "adapters" / version / "run.json").read_text())
     assert run["training"]["steps"] == 24 and not checkpoint.parent.exists()
+
+
+def test_an_unreachable_vector_store_is_a_clear_error_and_nothing_is_registered(tmp_path: Path,
+                                                                                models_dir: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Refunds\n\nRefunds take five days.\n")
+    env = lorag_env(tmp_path, LORAG_STORE__BACKEND="qdrant", LORAG_STORE__URL=f"http://127.0.0.1:{free_port()}",
+                    LORAG_STORE__TIMEOUT_S="2")
+    result = subprocess.run([sys.executable, "-m", "app", "ingest", str(docs), "--kb", "support"], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Cannot reach the Qdrant server" in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    engine = db.build_engine(f"sqlite:///{tmp_path / 'home' / 'lorag.db'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM documents").scalar() == 0
+    finally:
+        engine.dispose()
