@@ -290,7 +290,7 @@ def eval_tagging(
     examples: Annotated[Path | None, typer.Option(help="Labelled items for the prompts' examples; default: the "
                                                   "task's training data.")] = None,
     shots: Annotated[int, typer.Option(min=0, help="Labelled neighbours shown per item.")] = 3,
-    batch_size: Annotated[int, typer.Option(min=1, help="Items generated together.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Items generated together (bench/tag.py).")] = 32,
     limit: Annotated[int | None, typer.Option(help="Only the first N gold items.")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
 ) -> None:
@@ -331,7 +331,7 @@ def tag(
     text_field: Annotated[str | None, typer.Option(help="Text column; default the first of item, text, "
                                                    "description, name.")] = None,
     shots: Annotated[int, typer.Option(min=0, help="Labelled neighbours shown per item.")] = 3,
-    batch_size: Annotated[int, typer.Option(min=1, help="Items generated together.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Items generated together (bench/tag.py).")] = 32,
     retry_failed: Annotated[bool, typer.Option(help="On resume, tag the items that failed before again.")] = False,
 ) -> None:
     """Tag every item against a taxonomy. Resumable: run it again to continue where it stopped.

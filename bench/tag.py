@@ -1,7 +1,7 @@
 """Tagging: the batch path against a naive loop, and the adapter against the prompt-only base, in one run.
 
 1. Throughput: the same test items, the same model and the same prompts, tagged by `app.tagging.Tagger`
-   (`generate_batch`, 16 rows, the shared system prompt computed once) and by a naive loop of `generate`, one
+   (`generate_batch`, 32 rows, the shared system prompt computed once) and by a naive loop of `generate`, one
    item at a time; the two alternate batch by batch so the load of a shared machine falls on both alike.
    items/s and their ratio (target >= 5).
 2. Quality: an adapter trained here from the base model (`finetune.train.train_lora`, under --train-budget
@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--eval-items", type=int, default=32, help="test items per contender")
     parser.add_argument("--throughput-items", type=int, default=32)
     parser.add_argument("--throughput-shots", action="store_true", help="also time both paths with shots")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--shots", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads when tagging (1 is steadiest on a "
                         "shared CPU; training uses every core)")
