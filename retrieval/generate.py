@@ -91,7 +91,7 @@ class _StopWhenSet:
 
 
 class TransformersGenerator:
-    """The base model plus LoRA adapters loaded lazily into one `PeftModel`, one generation at a time.
+    """The base model plus LoRA adapters loaded lazily into one `PeftModel`, one generation or batch at a time.
 
     What peft does to `model`: the first adapter to load wraps `model` in place. Its q_proj/v_proj (or whatever
     the adapter targets) become LoRA layers around the original Linear modules, and peft sets
@@ -112,8 +112,8 @@ class TransformersGenerator:
         # Copied on write, so models() reads a consistent snapshot without waiting for a generation.
         self._adapters: dict[str, Path] = dict(adapters)
         self._peft: PeftModel | None = None
-        # One generation at a time: the adapter selection is global state of the model. Batching concurrent
-        # requests (and mixing adapters in a batch, as vLLM does) is a later issue.
+        # One generation (or one batch, `generate_batch`) at a time: the adapter selection is global state of the
+        # model. retrieval/batching.py gathers concurrent requests into such batches.
         self._lock = threading.Lock()
 
     def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
