@@ -139,7 +139,9 @@ class TransformersGenerator:
         name = self._known(model)
         check_request(messages, max_new_tokens, temperature)
         inputs = self._encode(messages, max_new_tokens)
-        deltas = self._deltas(name, inputs, self._config(max_new_tokens, temperature))
+        config = self._config(max_new_tokens, temperature)
+        config.max_time = None  # a stream is timed by _deltas, which can tell the caller it was cut off
+        deltas = self._deltas(name, inputs, config)
         next(deltas)  # runs up to the lock and the thread start, so close() always releases what it took
         return deltas
 
@@ -327,20 +329,29 @@ class TransformersGenerator:
         from transformers import TextIteratorStreamer
 
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
-        stop = threading.Event()
+        stop, timed_out = threading.Event(), threading.Event()
         failures: list[BaseException] = []
         with self._lock, self._selected(name) as network:
             worker = threading.Thread(target=_generate_into, daemon=True, name="lorag-generate",
                                       args=(network, inputs, config, streamer, stop, failures))
+            timer = threading.Timer(self.timeout_s, lambda: (timed_out.set(), stop.set())) \
+                if self.timeout_s is not None else None
             worker.start()
+            if timer is not None:
+                timer.start()
             try:
                 yield ""  # the priming step of stream(); never reaches the caller
                 yield from (delta for delta in streamer if delta)
             finally:
+                if timer is not None:
+                    timer.cancel()
                 stop.set()  # a consumer that left early stops the model after its current token
                 worker.join()
         if failures:
             raise failures[0]
+        if timed_out.is_set():  # the text so far went out; the caller learns it is incomplete
+            raise BackendUnavailable(f"the generation took longer than LORAG_GENERATOR__TIMEOUT_S={self.timeout_s:g}s"
+                                     " and was stopped; retry, or raise the limit", code="generation_timeout")
 
     @contextmanager
     def _selected(self, name: str) -> Iterator[PreTrainedModel | PeftModel]:

@@ -352,6 +352,11 @@ def test_a_generation_past_the_time_limit_is_stopped_with_a_clear_error(generato
         assert raised.value.code == "generation_timeout" and raised.value.retry_after
         with pytest.raises(BackendUnavailable, match="TIMEOUT_S"):
             generator.generate_batch([(question, None), (question, None)], max_new_tokens=400)
+        deltas = generator.stream(question, model=None, max_new_tokens=400)
+        received = []
+        with pytest.raises(BackendUnavailable, match="TIMEOUT_S"):
+            received.extend(deltas)  # the text so far arrives, then the error that says it is incomplete
+        assert "".join(received)
     finally:
         generator.timeout_s = None
     assert generator.generate(question, model=None, max_new_tokens=8).finish_reason == "length"  # unhurried
