@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-import yaml
 from pydantic import ValidationError
 
 from core.errors import ConfigError, InvalidInput
 from finetune.prompts import classification_messages, json_schema, parse_output
-from finetune.tasks import TaskSpec, Taxonomy, load_task
+from finetune.tasks import TaskSpec, Taxonomy, load_task, read_mapping
 from finetune.types import Record
 from retrieval.generate import Generation, Generator, Messages
 
@@ -254,14 +253,7 @@ def taxonomy_task(raw: Mapping[str, Any], where: str) -> TaskSpec:
 
 def load_taxonomy(path: Path) -> TaskSpec:
     """A taxonomy YAML file, or a classification task file (its taxonomy, prompt and data come along)."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InvalidInput(f"cannot read taxonomy file {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise InvalidInput(f"taxonomy file {path} is not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"taxonomy file {path} must hold a mapping with labels: or fields:")
+    raw = read_mapping(path, "taxonomy file", "with labels: or fields:", InvalidInput)
     if "kind" in raw and "taxonomy" in raw:
         task = load_task(path)
         if task.kind != "classification":

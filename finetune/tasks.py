@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.errors import ConfigError
+from core.errors import ConfigError, LoragError
 
 Kind = Literal["grounded-qa", "classification", "chat"]
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
@@ -167,15 +167,21 @@ class TaskSpec(Spec):
         return path if path.is_absolute() else base / path
 
 
-def load_task(path: Path) -> TaskSpec:
+def read_mapping(path: Path, what: str, shape: str, error: type[LoragError] = ConfigError) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; `error` says what was wrong: unreadable, not YAML, not a mapping."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"cannot read task file {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"task file {path} is not valid YAML: {error}") from None
+    except OSError as problem:
+        raise error(f"cannot read {what} {path}: {problem.strerror}") from None
+    except yaml.YAMLError as problem:
+        raise error(f"{what} {path} is not valid YAML: {problem}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"task file {path} must hold a mapping (name, kind, data, ...)")
+        raise error(f"{what} {path} must hold a mapping {shape}")
+    return raw
+
+
+def load_task(path: Path) -> TaskSpec:
+    raw = read_mapping(path, "task file", "(name, kind, data, ...)")
     try:
         return TaskSpec(**_with_path(raw, path))
     except ValidationError as error:
