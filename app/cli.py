@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 import typer
 
 from core import db, models
-from core.errors import InvalidInput, LoragError
+from core.errors import InvalidInput
+from core.faults import as_lorag_error
 from core.logs import configure_logging
 from core.settings import Settings, load_settings, redacted
 
@@ -41,8 +42,11 @@ def edge(command: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except LoragError as exc:
-            typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        except Exception as exc:  # the edge: a lorag error or a known fault is one line; a bug keeps its traceback
+            error = as_lorag_error(exc)
+            if error is None:
+                raise
+            typer.secho(f"error: {error.message}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
 
     return run

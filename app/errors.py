@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from core.errors import LoragError
+from core.faults import as_lorag_error
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
@@ -24,11 +25,21 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
 
 
-async def _lorag_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, LoragError)
+def error_response(exc: LoragError) -> JSONResponse:
     retry_after = getattr(exc, "retry_after", None)  # BackendUnavailable, RateLimited
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=headers)
+
+
+async def _lorag_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LoragError)
+    return error_response(exc)
+
+
+def fault_response(exc: Exception) -> JSONResponse | None:
+    """A database that is restarting or a full disk: 503/507 with Retry-After; None for anything else."""
+    error = as_lorag_error(exc)
+    return error_response(error) if error is not None else None
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from app.errors import fault_response
 from core.logs import request_id
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,13 @@ def install_observability(app: FastAPI, metrics: Metrics) -> None:
         started = time.perf_counter()
         try:
             response = await call_next(request)
-        except Exception:  # the edge: anything unexpected becomes a 500 envelope that names the request id
-            logger.exception("unhandled error on %s %s", request.method, request.url.path)
-            message = f"internal error (request id {rid[:64]}); the server log has the details"
-            response = JSONResponse({"error": {"message": message, "type": "internal_error", "code": None,
-                                               "param": None}}, status_code=500)
+        except Exception as exc:  # the edge: a known fault gets its 503/507, anything else a 500 with the id
+            response = fault_response(exc)
+            if response is not None:
+                logger.warning("%s %s: %s", request.method, request.url.path, exc)
+            else:
+                logger.exception("unhandled error on %s %s", request.method, request.url.path)
+                response = _internal_error(rid)
         finally:
             request_id.reset(token)
         route = request.scope.get("route")
@@ -51,3 +54,9 @@ def install_observability(app: FastAPI, metrics: Metrics) -> None:
         metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
         response.headers["X-Request-ID"] = rid[:64]
         return response
+
+
+def _internal_error(rid: str) -> JSONResponse:
+    message = f"internal error (request id {rid[:64]}); the server log has the details"
+    return JSONResponse({"error": {"message": message, "type": "internal_error", "code": None, "param": None}},
+                        status_code=500)

@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import BackendUnavailable, InvalidInput, NotFound
+from core.faults import as_lorag_error
 from ingest import registry
 from ingest.chunk import split
 from ingest.document import Chunk, ParsedDocument, content_hash
@@ -145,20 +146,29 @@ class Indexer:
         try:
             points = self._points(held, parsed, prepared.chunks, vectors)
             swap(self.store, held.doc_id, points)
+            finished = registry.finish(self.sessions, held, chunk_count=len(points), title=parsed.title,
+                                       media_type=parsed.media_type)
         except InvalidInput as exc:
             return self._failed(held, exc.message)
-        except BackendUnavailable as exc:
-            registry.requeue(self.sessions, held, exc.message)
-            return Outcome(held.doc_id, "retry", reason=exc.message)
         except LeaseLost as exc:
             return Outcome(held.doc_id, "skipped", reason=str(exc))
-        if not registry.finish(self.sessions, held, chunk_count=len(points), title=parsed.title,
-                               media_type=parsed.media_type):
+        except Exception as exc:  # store or database away, disk full: hand the document back for a retry
+            error = as_lorag_error(exc)
+            if not isinstance(error, BackendUnavailable):
+                raise
+            return self._retry(held, error.message)
+        if not finished:
             # A newer version was submitted meanwhile (or our lease was taken over); its own run will swap.
             return Outcome(held.doc_id, "skipped", reason="superseded while indexing")
         logger.info("indexed %s (%s): %d chunks in %.2fs", held.source, held.doc_id, len(points),
                     time.perf_counter() - prepared.started)
         return Outcome(held.doc_id, "indexed", chunks=len(points))
+
+    def _retry(self, held: Claim, reason: str) -> Outcome:
+        """Queue the document again; if even that fails, its lease runs out and a reaper re-enqueues it."""
+        logger.warning("document %s (%s) will be retried: %s", held.source, held.doc_id, reason)
+        registry.requeue(self.sessions, held, reason)
+        return Outcome(held.doc_id, "retry", reason=reason)
 
     def _failed(self, held: Claim, reason: str) -> Outcome:
         registry.fail(self.sessions, held, reason)

@@ -36,6 +36,7 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from core.errors import BackendUnavailable, ConfigError, InvalidInput
+from core.faults import StorageFull, disk_full
 from ingest.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -219,7 +220,6 @@ class EdgeVectorStore:
         return self._shard
 
     def upsert(self, points: Sequence[Point]) -> None:
-        shard = self._shard_or_raise()
         for start in range(0, len(points), UPSERT_BATCH):
             batch = [
                 qe.Point(
@@ -229,18 +229,26 @@ class EdgeVectorStore:
                 )
                 for p in points[start : start + UPSERT_BATCH]
             ]
-            with self._write_lock:
-                shard.update(qe.UpdateOperation.upsert_points(batch))
+            self._update(qe.UpdateOperation.upsert_points(batch))
 
     def delete_points(self, ids: Sequence[str]) -> None:
         if ids:
-            with self._write_lock:
-                self._shard_or_raise().update(qe.UpdateOperation.delete_points(list(ids)))
+            self._update(qe.UpdateOperation.delete_points(list(ids)))
 
     def set_live(self, ids: Sequence[str]) -> None:
         if ids:
-            with self._write_lock:
-                self._shard_or_raise().update(qe.UpdateOperation.set_payload(list(ids), {LIVE: True}))
+            self._update(qe.UpdateOperation.set_payload(list(ids), {LIVE: True}))
+
+    def _update(self, operation: qe.UpdateOperation) -> None:
+        shard = self._shard_or_raise()
+        with self._write_lock:
+            try:
+                shard.update(operation)
+            except Exception as exc:  # the engine raises bare Exception; a full disk is a retryable fault
+                if disk_full(exc):
+                    raise StorageFull(f"The disk under the vector store at {self.path} is full; the write was "
+                                      "not applied. Free disk space and retry.") from exc
+                raise
 
     def point_ids(self, doc_id: str) -> list[str]:
         shard, found, offset = self._shard_or_raise(), [], None

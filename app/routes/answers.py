@@ -19,6 +19,7 @@ from app.auth import CHAT, requires
 from app.keys import Principal
 from app.resources import Resources, get_resources
 from core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError
+from core.faults import as_lorag_error
 from retrieval.answer import Answerer, AnswerResult
 
 router = APIRouter(prefix="/v1", tags=["answers"])
@@ -173,8 +174,11 @@ def sse(completion_id: str, model: str | None, events: Iterator[str | AnswerResu
     created = int(time.time())
     try:
         yield from _chunks(completion_id, model, created, events, token)
-    except LoragError as exc:  # mid-stream: the status line is gone, so the error travels as an event
-        yield f"data: {json.dumps(exc.envelope())}\n\n"
+    except Exception as exc:  # mid-stream: the status line is gone, so a known error travels as an event
+        error = as_lorag_error(exc)
+        if error is None:
+            raise
+        yield f"data: {json.dumps(error.envelope())}\n\n"
     yield "data: [DONE]\n\n"
 
 
