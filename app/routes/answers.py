@@ -18,7 +18,7 @@ from app.answer_tokens import audience_of
 from app.auth import CHAT, requires
 from app.keys import Principal
 from app.resources import Resources, get_resources
-from core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError
+from core.errors import BackendUnavailable, Forbidden, InvalidInput
 from core.faults import as_lorag_error
 from retrieval.answer import Answerer, AnswerResult
 
