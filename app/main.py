@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app import answer_tokens
 from app.auth import RateLimiter, install_cors
 from app.errors import install_error_handlers
 from app.limits import install_body_limit
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        answer_tokens.secret_of(resolved)  # made now, so answering never needs to write (a full disk still answers)
         app.state.resources = open_resources(resolved)
         try:
             yield

@@ -42,8 +42,8 @@ def as_lorag_error(exc: BaseException, what: str = "") -> LoragError | None:
         return exc
     where = f" while {what}" if what else ""
     if disk_full(exc):
-        return StorageFull(f"The server's disk is full{where}; nothing from this request was stored. "
-                           "Free disk space (or move LORAG_HOME) and retry.")
+        return StorageFull(f"The server's disk is full{where}: nothing was written. Free disk space (or move "
+                           "LORAG_HOME) and retry.")
     if isinstance(exc, UNREACHABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
         detail = _first_line(getattr(exc, "orig", None) or exc)
         return BackendUnavailable(f"The database is unreachable or restarting{where}: {detail}. Nothing was "

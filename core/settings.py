@@ -42,6 +42,11 @@ class StoreSettings(Section):
     api_key: SecretStr | None = Field(None, description="Qdrant server API key, if the server wants one.")
     collection: str = Field("lorag", description="Name of the collection that holds every chunk.")
     timeout_s: float = Field(10.0, gt=0, description="Seconds before a call to the Qdrant server gives up.")
+    min_free_mb: int = Field(
+        128, ge=0, description="backend=edge: writes are refused (507, ingestion retries later) when less disk is "
+        "free under the store. Qdrant Edge maps its files into memory: a write that finds the disk full kills the "
+        "process (SIGBUS), and reopening the store needs room for its 32 MB write-ahead log.",
+    )
 
 
 class ModelSettings(Section):

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 def build_store(settings: Settings) -> VectorStore:
     section = settings.store
     api_key = section.api_key.get_secret_value() if section.api_key else None
-    return build_vector_store(section.backend, settings.store_dir, section.url, api_key, section.collection)
+    return build_vector_store(section.backend, settings.store_dir, section.url, api_key, section.collection,
+                              min_free_bytes=section.min_free_mb << 20)
 
 
 def build_embedder(settings: Settings, model: SentenceTransformer) -> Embedder:

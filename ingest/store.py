@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import math
+import shutil
 import tarfile
 import threading
 import uuid
@@ -188,8 +189,9 @@ def _open_edge_shard(path: Path) -> qe.EdgeShard | None:
 class EdgeVectorStore:
     """Qdrant Edge on disk at `path / collection`, inside this process."""
 
-    def __init__(self, path: Path, collection: str) -> None:
+    def __init__(self, path: Path, collection: str, *, min_free_bytes: int = 0) -> None:
         self.path = Path(path) / collection
+        self.min_free_bytes = min_free_bytes
         self._shard = _open_edge_shard(self.path)
         # Edge applies updates synchronously; the lock only keeps a snapshot from copying a half-written update.
         self._write_lock = threading.Lock()
@@ -242,6 +244,7 @@ class EdgeVectorStore:
     def _update(self, operation: qe.UpdateOperation) -> None:
         shard = self._shard_or_raise()
         with self._write_lock:
+            self._check_free_space()
             try:
                 shard.update(operation)
             except Exception as exc:  # the engine raises bare Exception; a full disk is a retryable fault
@@ -249,6 +252,14 @@ class EdgeVectorStore:
                     raise StorageFull(f"The disk under the vector store at {self.path} is full; the write was "
                                       "not applied. Free disk space and retry.") from exc
                 raise
+
+    def _check_free_space(self) -> None:
+        # The engine writes through memory maps: on a full disk that is SIGBUS, not an error. Refuse first.
+        free = shutil.disk_usage(self.path).free
+        if free < self.min_free_bytes:
+            raise StorageFull(f"Only {free >> 20} MB are free on the disk under the vector store at {self.path} "
+                              f"(LORAG_STORE__MIN_FREE_MB={self.min_free_bytes >> 20}); the write was not applied. "
+                              "Free disk space; ingestion resumes by itself.")
 
     def point_ids(self, doc_id: str) -> list[str]:
         shard, found, offset = self._shard_or_raise(), [], None
@@ -497,10 +508,12 @@ def build_vector_store(
     url: str | None,
     api_key: str | None,
     collection: str,
+    *,
+    min_free_bytes: int = 0,
 ) -> VectorStore:
     """The embedded store under `path`, or the Qdrant server at `url`."""
     if backend == "edge":
-        return EdgeVectorStore(path, collection)
+        return EdgeVectorStore(path, collection, min_free_bytes=min_free_bytes)
     if url is None:
         raise ConfigError("The qdrant vector store backend needs a URL (e.g. http://localhost:6333).")
     return QdrantVectorStore(url, api_key, collection)

@@ -18,11 +18,13 @@ from huey import Huey, RedisHuey, SqliteHuey
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import BackendUnavailable
+from core.faults import as_lorag_error
 from ingest import registry
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "lorag.index_document"
+MAX_BACKOFF_S = 30.0  # longest pause between tries while the database is away or the disk is full
 
 
 def build_huey(backend: Literal["embedded", "redis"], sqlite_path: Path, redis_url: str | None) -> Huey:
@@ -74,28 +76,41 @@ class Worker:
         self._thread: threading.Thread | None = None
 
     def run(self) -> None:
-        next_reap = 0.0
+        next_reap, pause = 0.0, self.poll_s
         while not self.stop_flag.is_set():
             if time.monotonic() >= next_reap:
                 next_reap = time.monotonic() + max(1.0, self.lease_s / 3)
                 self._reap()
             try:
-                busy = self.queue.work_once()
-            except Exception:  # the loop is an edge: one broken task or queue hiccup must not stop the worker
-                logger.exception("ingestion task crashed; the registry will hand the document out again")
+                busy, pause = self.queue.work_once(), self.poll_s
+            except Exception as exc:  # the loop is an edge: a fault or one broken task must not stop the worker
+                pause = self._after_failure(exc, pause)
                 busy = False
             if not busy:
-                self.stop_flag.wait(self.poll_s)
+                self.stop_flag.wait(pause)
+
+    def _after_failure(self, exc: Exception, pause: float) -> float:
+        """Log a failed task; a known fault (database away, disk full) backs off instead of spinning."""
+        fault = as_lorag_error(exc)
+        if fault is None:
+            logger.exception("ingestion task crashed; the registry will hand the document out again")
+            return self.poll_s
+        pause = min(MAX_BACKOFF_S, max(pause * 2, 1.0))
+        logger.warning("ingestion paused %.0fs: %s", pause, fault.message)
+        return pause
 
     def _reap(self) -> None:
         try:
             overdue = registry.stale(self.sessions, self.lease_s)
-        except Exception:  # database briefly away: try again at the next reap
-            logger.exception("could not look for stale documents")
-            return
-        if overdue:
-            logger.info("re-enqueueing %d documents whose lease expired or task was lost", len(overdue))
-            self.queue.enqueue(overdue)
+            if overdue:
+                logger.info("re-enqueueing %d documents whose lease expired or task was lost", len(overdue))
+                self.queue.enqueue(overdue)
+        except Exception as exc:  # database or queue briefly away, disk full: try again at the next reap
+            fault = as_lorag_error(exc)
+            if fault is None:
+                logger.exception("could not re-enqueue stale documents")
+            else:
+                logger.warning("could not re-enqueue stale documents: %s", fault.message)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="lorag-ingest-worker", daemon=True)

@@ -3,6 +3,7 @@ an unreachable vector store is a clear error with nothing half-registered."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -21,7 +22,12 @@ import pytest
 from app import ingest_cli
 from core import db
 from core.settings import load_settings
-from ingest.store import ALL_AUDIENCES, Filter
+from core.tables import DocumentStatus
+from ingest.pipeline import ChunkingPolicy, Indexer
+from ingest.registry import document_id
+from ingest.registry import get as document_row
+from ingest.registry import submit as submit_document
+from ingest.store import ALL_AUDIENCES, EdgeVectorStore, Filter
 from tests.conftest import free_port
 from tests.finetune.test_nightly import SAVOURY, SWEET, TASK
 from tests.test_cli import _wait_ready, lorag_env
@@ -200,3 +206,127 @@ def test_a_database_restart_is_a_clear_503_then_recovers_with_nothing_lost(tmp_p
     # Exactly one searchable version of each document: nothing lost, nothing doubled by the retry.
     for document in (refunds, shipping):
         assert live_chunks(env, document["id"]) == document["chunk_count"] >= 1
+
+
+# --------------------------------------------------------------------------- the disk filled up
+
+
+def mount_small_disk(folder: Path, size: str = "96m") -> None:
+    """A tmpfs of its own, so a test can fill it without touching the machine's disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs root to mount a small tmpfs: {mounted.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """LORAG_HOME on a small disk of its own."""
+    home = tmp_path / "home"
+    mount_small_disk(home)
+    yield home
+    subprocess.run(["umount", "-l", str(home)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the filesystem has no byte left."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as out:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    out.write(b"\0" * size)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_during_ingestion_is_a_clear_507_and_recovers_once_space_is_freed(
+        tmp_path: Path, models_dir: Path, small_disk: Path) -> None:
+    env = lorag_env(tmp_path, LORAG_QUEUE__LEASE_S="4", LORAG_SERVER__RATE_PER_MINUTE="100000",
+                    LORAG_STORE__MIN_FREE_MB="8")
+    shipping = ("shipping.md", "# Shipping\n\n" + "Parcels ship from Rotterdam every Tuesday. " * 400)
+    server, api = start_api(env, tmp_path)
+    try:
+        refunds = wait_indexed(api, upload(api, "refunds.md", "# Refunds\n\nRefunds take five days.\n")["id"])
+        filler = fill(small_disk)
+        # An upload that cannot be stored: a clear 507, and no trace of it in the registry.
+        full = httpx.post(f"{api}/v1/documents", files={"file": (shipping[0], shipping[1].encode())},
+                          data={"kb": "support"}, timeout=60)
+        assert full.status_code == 507 and int(full.headers["retry-after"]) > 0, full.text
+        assert full.json()["error"]["code"] == "disk_full" and "disk is full" in full.json()["error"]["message"]
+        assert httpx.get(f"{api}/v1/documents/{document_id('support', shipping[0])}", timeout=30).status_code == 404
+        # Reading still works on a full disk.
+        assert httpx.get(f"{api}/v1/documents/{refunds['id']}", timeout=30).json() == refunds
+        asked = httpx.post(f"{api}/v1/ask", json={"question": "How long do refunds take?", "kb": "support"},
+                           timeout=300)
+        assert asked.status_code == 200, asked.text
+        filler.unlink()
+        retried = wait_indexed(api, upload(api, *shipping)["id"])
+        assert retried["status"] == "indexed", retried
+    finally:
+        output = stop_api(server)
+    assert "unhandled error" not in output, output[-3000:]
+
+    # The worker's side: the disk fills right after two uploads, before or while the worker takes them.
+    server, api = start_api(env, tmp_path)
+    try:
+        long = upload(api, "handbook.md", "".join(f"# Part {n}\n\n" + f"Rule {n} of the handbook applies. " * 40
+                                                  + "\n\n" for n in range(400)))
+        returns = upload(api, "returns.md", "# Returns\n\n" + "Returns are collected by courier. " * 300)
+        filler = fill(small_disk)
+        time.sleep(20)  # the worker meets the full disk, backs off and keeps both documents for a retry
+        waiting = [httpx.get(f"{api}/v1/documents/{d['id']}", timeout=30).json()["status"] for d in (long, returns)]
+        assert "indexed" not in waiting or waiting.count("indexed") < 2, waiting
+        filler.unlink()
+        long, returns = wait_indexed(api, long["id"], 600), wait_indexed(api, returns["id"])
+        assert long["status"] == returns["status"] == "indexed", (long, returns)  # no manual repair
+    finally:
+        output = stop_api(server)
+    assert "unhandled error" not in output, output[-3000:]
+    for document in (refunds, retried, long, returns):
+        assert live_chunks(env, document["id"]) == document["chunk_count"] >= 1
+
+
+def test_the_embedded_store_refuses_writes_on_a_full_disk_and_the_old_version_stays(tmp_path: Path) -> None:
+    """Qdrant Edge writes through memory maps: on a full disk that is SIGBUS (seen here), so lorag refuses the
+    write first. The indexer hands the document back; the previous version stays searchable; freeing space
+    is the whole repair."""
+    from tests.ingest.test_pipeline import EVERYONE, embedder_for_tests
+
+    disk = tmp_path / "store"
+    mount_small_disk(disk)
+    try:
+        embedder = embedder_for_tests()
+        engine = db.build_engine(f"sqlite:///{tmp_path / 'lorag.db'}")
+        db.migrate(engine)
+        sessions = db.build_sessions(engine)
+        store = EdgeVectorStore(disk, "lorag", min_free_bytes=8 << 20)
+        store.ensure_collection(embedder.dim)
+        indexer = Indexer(sessions=sessions, store=store, embedder=embedder, lease_s=60, owner="test",
+                          policy=ChunkingPolicy(chunk_tokens=200, overlap_tokens=32, max_bytes=2_000_000))
+
+        def submit(text: str) -> str:
+            return submit_document(sessions, kb="support", audience="public", source="refunds.md",
+                                   data=text.encode(), job_id=None).doc_id
+
+        doc_id = submit("# Refunds\n\nRefunds take five days.\n")
+        assert indexer.run(doc_id).status == "indexed"
+        filler = fill(disk)
+        submit("# Refunds\n\nRefunds take three days now.\n")
+        outcome = indexer.run(doc_id)
+        assert outcome.status == "retry" and "free on the disk" in (outcome.reason or ""), outcome
+        row = document_row(sessions, doc_id)
+        assert row.status == DocumentStatus.QUEUED and "MIN_FREE_MB" in (row.error or "")
+        visible = [hit.payload["text"] for hit in store.search_dense([0.0] * 383 + [1.0], EVERYONE, limit=10)]
+        assert visible == ["Refunds\n\nRefunds take five days."], visible  # the old version, whole
+
+        filler.unlink()
+        assert indexer.run(doc_id).status == "indexed"
+        visible = [hit.payload["text"] for hit in store.search_dense([0.0] * 383 + [1.0], EVERYONE, limit=10)]
+        assert visible == ["Refunds\n\nRefunds take three days now."], visible
+        store.close()
+        engine.dispose()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

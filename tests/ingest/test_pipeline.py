@@ -25,10 +25,14 @@ MIXED = ["refund_policy.pdf", "courier_handbook.docx", "become_a_courier.html", 
 EVERYONE = Filter(audiences=("public", "internal"))
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
+def embedder_for_tests() -> Embedder:
     ref = models.resolve("packaged:all-minilm-l6-v2", Path("unused"))
     return Embedder(models.load_embedder(ref, "cpu"), batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return embedder_for_tests()
 
 
 @dataclass
