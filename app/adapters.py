@@ -5,6 +5,9 @@ promoted version is made servable under its own, never reused name; new requests
 version it replaced stays loaded for `drain_s` seconds so requests already routed to it finish on it. Rollback is
 the same path: the registry names another version active, and the next poll routes to it.
 
+Where the model server cannot load adapters at run time (`LORAG_VLLM__RUNTIME_LORA=false`), `lorag serve-model`
+restarts it with the new active set, and the router only routes to versions the server lists.
+
 Routing: a request's `model` may be a version (`support@20261122T020000Z`), a task (`support`: its active
 version), the base model, or empty: then the active grounded-qa adapter of the request's knowledge base, if any.
 """
@@ -40,8 +43,9 @@ class AdapterHost(Protocol):
 
 class AdapterRouter:
     def __init__(self, host: AdapterHost, sessions: sessionmaker[Session], tasks: Sequence[TaskSpec], *,
-                 poll_s: float, drain_s: float) -> None:
+                 poll_s: float, drain_s: float, loads_adapters: bool = True) -> None:
         self.host = host
+        self.loads_adapters = loads_adapters
         self.sessions = sessions
         self.poll_s = poll_s
         self.drain_s = drain_s
@@ -62,6 +66,9 @@ class AdapterRouter:
         return dict(self._active)
 
     def sync(self) -> None:
+        if not self.loads_adapters:
+            self._follow_server()
+            return
         current = {task: record for task, record in registry.active(self.sessions).items()}
         served = set(self.host.models())
         for task, record in current.items():
@@ -80,6 +87,27 @@ class AdapterRouter:
                 if name in self.host.models():
                     self.host.remove_adapter(name)  # waits for a generation running on it
                     logger.info("adapter %s unloaded after draining", name)
+
+    def _follow_server(self) -> None:
+        """The model server loads adapters itself (restarting for a promotion): route each task to its active
+        version once the server lists it, and until then to the version it still serves."""
+        current = registry.active(self.sessions)
+        try:
+            served = set(self.host.models())
+        except BackendUnavailable:
+            # Down, likely restarting: it comes back with the registry's active set, so route there already.
+            self._active = {task: record.name for task, record in current.items()}
+            raise
+        routes = {}
+        for task, record in current.items():
+            previous = self._active.get(task)
+            if record.name not in served and previous in served:
+                routes[task] = previous  # the server has not restarted with the new version yet
+            else:
+                routes[task] = record.name
+        if routes != self._active:
+            logger.info("routing to the adapters the model server lists: %s", routes)
+        self._active = routes
 
     def start(self) -> None:
         try:

@@ -476,9 +476,12 @@ def serve_model() -> None:
     models.provision(settings.models.base, settings.models_dir)
     with ingest_cli.open_registry(settings) as sessions:
         active = registry.active(sessions)
-    typer.echo(f"vLLM on http://{settings.vllm.host}:{settings.vllm.port}/v1 with "
-               f"{', '.join(record.name for record in active.values()) or 'no adapters yet'}", err=True)
-    model_server.serve(settings, active)
+        typer.echo(f"vLLM on http://{settings.vllm.host}:{settings.vllm.port}/v1 with "
+                   f"{', '.join(record.name for record in active.values()) or 'no adapters yet'}", err=True)
+        if not settings.vllm.runtime_lora:  # this process stays, restarting vLLM for each promotion
+            raise typer.Exit(model_server.supervise(settings, lambda: registry.active(sessions),
+                                                    settings.finetune.poll_s))
+    model_server.serve(settings, active)  # replaces this process; the API loads promotions at run time
 
 
 keys_cli = typer.Typer(no_args_is_help=True, help="API keys: scopes, knowledge bases, adapters, origins.")

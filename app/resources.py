@@ -103,8 +103,10 @@ def _serve_adapters(resources: Resources) -> None:
     tasks = configured_tasks(settings)
     generator = resources.answer_generator
     if generator is not None:  # in-process: peft; vLLM: its runtime LoRA API
+        # Without vLLM's runtime LoRA API, `lorag serve-model` restarts vLLM itself; the router only follows.
+        loads = settings.generator.backend == "transformers" or settings.vllm.runtime_lora
         resources.router = AdapterRouter(generator, resources.sessions, tasks, poll_s=settings.finetune.poll_s,
-                                         drain_s=settings.finetune.drain_s)
+                                         drain_s=settings.finetune.drain_s, loads_adapters=loads)
         resources.router.start()
     if settings.finetune.in_process:
         resources.scheduler = Scheduler(settings.finetune.schedule, settings.finetune.timezone,

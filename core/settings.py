@@ -188,12 +188,22 @@ class VllmSettings(Section):
         16, ge=1, description="Smallest --max-lora-rank; raised to the largest rank among the active adapters."
     )
     memory_utilization: float = Field(
-        0.12, gt=0, le=1, description="--gpu-memory-utilization: on a GPU its memory, on a CPU the share of RAM "
-        "vLLM reserves for the KV cache.",
+        0.25, gt=0, le=1, description="--gpu-memory-utilization: on a GPU its memory, on a CPU the share of the "
+        "NUMA node's RAM for the model, its LoRA buffers and the KV cache (0.12 failed on an 11 GB node: the 135M "
+        "model with 8 LoRA slots already holds ~1.5 GB).",
     )
     max_model_len: int = Field(2048, ge=256, description="Longest prompt plus answer, in tokens (--max-model-len).")
     dtype: str = Field("float32", description="--dtype; float32 on CPUs (bf16 with torch.compile gave wrong text).")
     extra_args: list[str] = Field(default_factory=list, description="More vLLM arguments, as a JSON list.")
+    runtime_lora: bool = Field(
+        True, description="Promotions reach the running vLLM through its runtime LoRA API. Off (where that API "
+        "must stay disabled): `lorag serve-model` restarts vLLM with the new active adapters, the API keeps "
+        "routing to versions the server lists, and answers 503 with Retry-After while it restarts.",
+    )
+    restart_grace_s: float = Field(
+        60.0, gt=0, description="runtime_lora off: seconds vLLM gets to finish its requests before a restart "
+        "kills it.",
+    )
 
 
 class SlackSettings(Section):

@@ -9,6 +9,7 @@ import pytest
 
 from app.adapters import AdapterRouter
 from core import db
+from core.errors import BackendUnavailable
 from core.tables import AdapterStatus
 from finetune import registry
 from finetune.tasks import TaskSpec
@@ -85,3 +86,42 @@ def test_a_replaced_version_stays_loaded_while_it_drains(sessions, tmp_path: Pat
     router.sync()
     router.sync()
     assert set(host.loaded) == {first, second} and host.removed == []
+
+
+class RestartingServer:
+    """A model server that loads adapters only at start (runtime LoRA off): the router may only follow it."""
+
+    def __init__(self) -> None:
+        self.listed: list[str] | None = ["base"]  # None: down, restarting
+
+    def models(self) -> list[str]:
+        if self.listed is None:
+            raise BackendUnavailable("model server unreachable")
+        return self.listed
+
+    def add_adapter(self, name: str, path: Path) -> None:
+        raise AssertionError("runtime loading is off: the router must not load adapters")
+
+    remove_adapter = add_adapter
+
+
+def test_without_runtime_loading_requests_go_to_versions_the_server_lists(sessions, tmp_path: Path) -> None:
+    server = RestartingServer()
+    router = AdapterRouter(server, sessions, [TaskSpec(name="support", kind="grounded-qa", kb="support")],
+                           poll_s=60, drain_s=0, loads_adapters=False)
+    first, second = version(sessions, tmp_path, 20), version(sessions, tmp_path, 21)
+    registry.promote(sessions, first, "nightly")
+    server.listed = ["base", first]
+    router.sync()
+    assert router.resolve(None, "support") == first
+
+    registry.promote(sessions, second, "nightly")
+    router.sync()  # the server has not restarted yet: it still only has the old version
+    assert router.resolve(None, "support") == first
+    server.listed = None  # the supervisor stops it to restart with the new set
+    with pytest.raises(BackendUnavailable):
+        router.sync()
+    assert router.resolve(None, "support") == second  # it comes back with the registry's set
+    server.listed = ["base", second]
+    router.sync()
+    assert router.resolve("support", None) == second

@@ -40,3 +40,8 @@ def test_without_adapters_lora_stays_on_for_later_promotions(make_settings: Call
     command = vllm_command(make_settings(), {})
     assert "--enable-lora" in command and "--lora-modules" not in command
     assert vllm_environment(command[0])["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+
+
+def test_without_runtime_loading_vllm_gets_no_runtime_lora_api(make_settings: Callable[..., Settings]) -> None:
+    command = vllm_command(make_settings(), {})
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in vllm_environment(command[0], runtime_lora=False)

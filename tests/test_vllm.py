@@ -8,6 +8,7 @@ missing vLLM fails instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 from app.adapters import AdapterRouter
 from app.tagging import Item, Tagger, taxonomy_task
 from core import db
+from core.errors import BackendUnavailable
 from core.models import load_causal_lm, resolve
 from core.tables import AdapterStatus
 from finetune import registry
@@ -194,3 +196,59 @@ def promote_while_busy(stack: dict) -> None:
     assert not failures, failures[:3]
     assert answered and answered[-1] == "alpha@2" and "alpha@1" in answered
     assert "alpha@1" not in served.models()
+
+
+def test_without_runtime_lora_loading_a_rollback_restarts_vllm_gracefully(stack: dict) -> None:
+    """LORAG_VLLM__RUNTIME_LORA=false: `lorag serve-model` supervises vLLM and restarts it when the active set
+    changes; callers meanwhile get BackendUnavailable (the API's 503 with Retry-After), never a wrong adapter,
+    and the router keeps routing to the old version until the restarted server lists the new one."""
+    port = free_port()
+    env = {**stack["env"], "LORAG_VLLM__PORT": str(port), "LORAG_VLLM__RUNTIME_LORA": "false",
+           "LORAG_FINETUNE__POLL_S": "0.5"}
+    url = f"http://127.0.0.1:{port}/v1"
+    before = {record.name for record in registry.active(stack["sessions"]).values()}
+    supervisor = start_vllm({**stack, "env": env, "port": port})
+    try:
+        assert set(served_names(url)) >= before
+        loaded = httpx.post(f"{url.removesuffix('/v1')}/v1/load_lora_adapter", timeout=30,
+                            json={"lora_name": "alpha@1", "lora_path": str(stack["adapters"] / "alpha@1")})
+        assert loaded.status_code == 404, loaded.text  # the runtime LoRA API is really off
+        served = OpenAIGenerator(url, None, base_name=BASE, timeout_s=120)
+        router = AdapterRouter(served, stack["sessions"], [TaskSpec(name="alpha", kind="chat")], poll_s=60,
+                               drain_s=0, loads_adapters=False)
+        router.sync()
+        old = router.resolve("alpha", None)
+        assert old in before
+
+        restored = registry.rollback(stack["sessions"], "alpha", "test: roll back under a supervisor").name
+        assert restored != old
+        outcomes: list[str] = []
+        down_at = None
+        deadline = time.monotonic() + 300
+        while restored not in outcomes and time.monotonic() < deadline:
+            version = router.resolve("alpha", None)
+            try:
+                outcomes.append(served.generate(PROMPTS[2], model=version, max_new_tokens=8).model)
+            except BackendUnavailable as error:  # the restart: the API answers 503 with Retry-After
+                assert error.retry_after > 0
+                outcomes.append("unavailable")
+                down_at = down_at or time.monotonic()
+                time.sleep(1)
+            with contextlib.suppress(BackendUnavailable):  # restarting: routes go to the registry's versions
+                router.sync()
+        assert outcomes[-1] == restored, outcomes[-10:]
+        print(f"vLLM restart: unavailable for {time.monotonic() - (down_at or 0):.1f} s")  # shown with -s
+        assert "unavailable" in outcomes  # it did restart
+        assert set(outcomes) <= {old, restored, "unavailable"}
+        assert old not in outcomes[outcomes.index("unavailable"):]  # once down, nothing is served by the old set
+        listed = served_names(url)
+        assert restored in listed and old not in listed
+    finally:
+        supervisor.terminate()
+        assert supervisor.wait(timeout=120) == 0  # vLLM stopped with it
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/models", timeout=5)
+
+
+def served_names(url: str) -> list[str]:
+    return [model["id"] for model in httpx.get(f"{url}/models", timeout=30).json()["data"]]
