@@ -2,7 +2,8 @@
 
 A task's `gate` maps metric → tolerance. A higher-is-better metric passes when the candidate reaches the
 champion's value minus the tolerance; a lower-is-better one (`tasks.LOWER_IS_BETTER`) when it stays at or
-below the champion's value plus the tolerance. Every gated metric must pass, and train/serve parity must not
+below the champion's value plus the tolerance. Its `floor` maps metric → an absolute value the candidate must
+reach whatever the champion scored. Every gated metric and floor must pass, and train/serve parity must not
 have failed.
 
 >>> decide(task, {"macro_f1": 0.712}, {"macro_f1": 0.65}, parity=None).reasons  # task.gate == {"macro_f1": 0.01}
@@ -37,6 +38,7 @@ def decide(task: TaskSpec, candidate: Mapping[str, float], champion: Mapping[str
     else:
         lines += [_compare(metric, tolerance, candidate, champion, champion_label)
                   for metric, tolerance in task.gate.items()]
+    lines += [_floor(metric, least, candidate) for metric, least in task.floor.items()]
     if parity is not None:
         lines.append(("train/serve parity ok", True) if parity else ("train/serve parity failed", False))
     return GateResult(promote=all(ok for _, ok in lines), reasons=tuple(line for line, _ in lines), parity=parity)
@@ -53,6 +55,16 @@ def _compare(metric: str, tolerance: float, candidate: Mapping[str, float], cham
     direction = ", lower is better" if lower else ""
     return (f"{metric} {mine:.3f} vs {theirs:.3f} {label} (tolerance {tolerance:.3f}{direction}): "
             f"{'ok' if ok else 'worse'}"), ok
+
+
+def _floor(metric: str, least: float, candidate: Mapping[str, float]) -> tuple[str, bool]:
+    mine = _value(candidate, metric)
+    if mine is None:
+        return f"{metric}: missing from the candidate metrics, cannot check its floor", False
+    lower = metric in LOWER_IS_BETTER
+    ok = mine <= least + EPSILON if lower else mine >= least - EPSILON
+    bound = "at most" if lower else "at least"
+    return f"{metric} {mine:.3f}, floor {bound} {least:.3f}: {'ok' if ok else 'below the floor'}", ok
 
 
 def _value(metrics: Mapping[str, float], metric: str) -> float | None:

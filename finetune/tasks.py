@@ -140,6 +140,9 @@ class TaskSpec(Spec):
     evaluation: Evaluation = Field(default_factory=Evaluation)
     gate: dict[str, float] = Field(default_factory=dict, description="metric → tolerance: the candidate must "
                                    "reach the adapter in service's value minus the tolerance.")
+    floor: dict[str, float] = Field(default_factory=dict, description="metric → the least value (the most, for "
+                                    "a lower-is-better metric) a candidate must reach, whatever it is compared "
+                                    "with: two bad models tying is no reason to ship one.")
     path: Path | None = Field(None, description="The YAML file it was read from (set by load_task).")
 
     @model_validator(mode="after")
@@ -154,6 +157,10 @@ class TaskSpec(Spec):
         unknown = sorted(set(self.gate) - set(METRICS[self.kind]))
         if unknown:
             problems.append(f"gate names metrics a {self.kind} task does not report: {', '.join(unknown)} "
+                            f"(known: {', '.join(METRICS[self.kind])})")
+        unknown = sorted(set(self.floor) - set(METRICS[self.kind]))
+        if unknown:
+            problems.append(f"floor names metrics a {self.kind} task does not report: {', '.join(unknown)} "
                             f"(known: {', '.join(METRICS[self.kind])})")
         if any(tolerance < 0 for tolerance in self.gate.values()):
             problems.append("gate tolerances must be 0 or more")

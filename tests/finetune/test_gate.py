@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from finetune.gate import decide
 from finetune.tasks import TaskSpec
 
@@ -97,3 +99,20 @@ def test_the_champion_can_be_named_in_the_reasons() -> None:
     result = decide(TASK, {"macro_f1": 0.7, "json_validity": 0.9}, CHAMPION, parity=None,
                     champion_label="base (prompt only)")
     assert result.reasons[0] == "macro_f1 0.700 vs 0.650 base (prompt only) (tolerance 0.010): ok"
+
+
+def test_a_floor_rejects_a_candidate_that_only_ties_a_bad_champion() -> None:
+    task = TaskSpec.model_validate({"name": "menu", "kind": "classification", "taxonomy": {"labels": ["a", "b"]},
+                                    "gate": {"macro_f1": 0.0}, "floor": {"macro_f1": 0.2}})
+    tie = decide(task, {"macro_f1": 0.0}, {"macro_f1": 0.0}, parity=None)
+    assert not tie.promote
+    assert tie.reasons[-1] == "macro_f1 0.000, floor at least 0.200: below the floor"
+    first = decide(task, {"macro_f1": 0.1}, None, parity=None)  # nothing to compare with: the floor still holds
+    assert not first.promote
+    assert decide(task, {"macro_f1": 0.3}, {"macro_f1": 0.0}, parity=None).promote
+
+
+def test_a_floor_on_an_unknown_metric_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="floor names metrics"):
+        TaskSpec.model_validate({"name": "menu", "kind": "classification", "taxonomy": {"labels": ["a", "b"]},
+                                 "floor": {"bleu": 0.2}})
