@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,8 +17,11 @@ from app.resources import open_resources
 from app.routes import answers, documents, feedback, health, tagging, widget
 from app.routes import slack as slack_events
 from core import models
+from core.faults import as_lorag_error
 from core.logs import configure_logging
 from core.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -26,8 +30,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        answer_tokens.secret_of(resolved)  # made now, so answering never needs to write (a full disk still answers)
-        app.state.resources = open_resources(resolved)
+        try:
+            answer_tokens.secret_of(resolved)  # made now, so answering never writes (a full disk still answers)
+            app.state.resources = open_resources(resolved)
+        except Exception as exc:  # the edge of start-up: a known fault gets one clear line before uvicorn's trace
+            fault = as_lorag_error(exc, "starting")
+            if fault is not None:
+                logger.error("cannot start: %s", fault.message)
+            raise
         try:
             yield
         finally:

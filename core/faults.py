@@ -44,6 +44,9 @@ def as_lorag_error(exc: BaseException, what: str = "") -> LoragError | None:
     if disk_full(exc):
         return StorageFull(f"The server's disk is full{where}: nothing was written. Free disk space (or move "
                            "LORAG_HOME) and retry.")
+    if "disk i/o error" in str(exc).lower():  # SQLite, when it cannot even create its -wal/-shm files
+        return StorageFull(f"A disk write failed{where} (SQLite: disk I/O error; a full disk is the usual cause): "
+                           "nothing was written. Check free space under LORAG_HOME and retry.")
     if isinstance(exc, UNREACHABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
         detail = _first_line(getattr(exc, "orig", None) or exc)
         return BackendUnavailable(f"The database is unreachable or restarting{where}: {detail}. Nothing was "

@@ -288,6 +288,14 @@ def test_a_full_disk_during_ingestion_is_a_clear_507_and_recovers_once_space_is_
     for document in (refunds, retried, long, returns):
         assert live_chunks(env, document["id"]) == document["chunk_count"] >= 1
 
+    # Starting on a full disk fails, and says why before uvicorn's trace.
+    filler = fill(small_disk)
+    refused = subprocess.run([sys.executable, "-m", "app", "serve", "--port", str(free_port())], env=env,
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert "cannot start: A disk write failed while starting" in refused.stdout + refused.stderr, refused.stderr
+    filler.unlink()
+
 
 def test_the_embedded_store_refuses_writes_on_a_full_disk_and_the_old_version_stays(tmp_path: Path) -> None:
     """Qdrant Edge writes through memory maps: on a full disk that is SIGBUS (seen here), so lorag refuses the
