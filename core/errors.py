@@ -81,6 +81,15 @@ class BackendUnavailable(LoragError):
         self.retry_after = retry_after
 
 
+class StorageFull(BackendUnavailable):
+    """A write failed, or was refused, because the disk is full; nothing half-written remains."""
+
+    status_code = 507
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=60, code="disk_full")
+
+
 class GateRejected(LoragError):
     status_code = 409
     type = "gate_rejected"

@@ -12,22 +12,13 @@ import errno
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from core.errors import BackendUnavailable, LoragError
+from core.errors import BackendUnavailable, LoragError, StorageFull
 
 DISK_FULL_MARKERS = ("no space left on device", "database or disk is full", "disk full", "could not extend file",
                      "could not write to file", "os error 28")
 # A lost or refused connection, a server shutting down (Postgres 57P01/57P03), a pool with no free connection,
 # SQLite still locked after busy_timeout: the same request can succeed later.
 UNREACHABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
-
-
-class StorageFull(BackendUnavailable):
-    """A write failed because the disk is full; the write was rolled back, nothing half-written remains."""
-
-    status_code = 507
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retry_after=60, code="disk_full")
 
 
 def disk_full(exc: BaseException) -> bool:

@@ -36,8 +36,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from core.errors import BackendUnavailable, ConfigError, InvalidInput
-from core.faults import StorageFull, disk_full
+from core.errors import BackendUnavailable, ConfigError, InvalidInput, StorageFull
 from ingest.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
@@ -245,13 +244,7 @@ class EdgeVectorStore:
         shard = self._shard_or_raise()
         with self._write_lock:
             self._check_free_space()
-            try:
-                shard.update(operation)
-            except Exception as exc:  # the engine raises bare Exception; a full disk is a retryable fault
-                if disk_full(exc):
-                    raise StorageFull(f"The disk under the vector store at {self.path} is full; the write was "
-                                      "not applied. Free disk space and retry.") from exc
-                raise
+            shard.update(operation)
 
     def _check_free_space(self) -> None:
         # The engine writes through memory maps: on a full disk that is SIGBUS, not an error. Refuse first.
