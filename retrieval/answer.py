@@ -2,26 +2,32 @@
 
 When retrieval finds nothing relevant the model is not asked at all; when the model's answer has no
 sentence a cited source supports, the caller gets the abstention (with `handoff`) instead of the answer.
-Streaming sends the model's text as it comes, then a final result whose text and citations are the
-verified ones: a client shows the final text in place of the streamed draft.
+Streaming sends verified text only: each time the model completes a sentence, the draft so far is verified
+and the part of the verified text not yet sent goes out (`VerifiedText`), so the joined deltas always equal
+the final answer's text, markers included. `ask` runs the same steps over the whole draft, so a question gets
+the same answer streamed or not. A sentence that repeats an earlier one ends the draft in both.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator as Iteration, Iterator, Sequence
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from core.errors import NotFound
 from ingest.embed import Embedder
 from retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, verify
+from retrieval.sentences import MARKER, is_terminated, sentence_spans
 from retrieval.generate import Generator
 from retrieval.prompt import build_prompt, condense_query
 from retrieval.search import Mode, Retriever
-from retrieval.types import ABSTENTION, Citation, Prompt, ScoredChunk
+from retrieval.types import ABSTENTION, Citation, Prompt, ScoredChunk, VerifiedAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,7 @@ class Timings:
     verification_s: float
     total_s: float
     first_token_s: float | None = None
+    first_sentence_s: float | None = None  # streams: when the first verified text went out
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class AnswerResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     draft: str = ""  # the model's own text, before verification
+    finish_reason: str = "stop"  # "length": the draft hit max_new_tokens (an unfinished last sentence is dropped)
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ class Answerer:
                  base_model: str) -> None:
         self.retriever = retriever
         self.generator = generator
-        self.similarity = cosine_similarity(embedder)
+        self.embedder = embedder
         self.policy = policy
         self.base_model = base_model
 
@@ -85,26 +93,47 @@ class Answerer:
         started = time.perf_counter()
         generation = self.generator.generate(planned.prompt.messages, model=model,
                                              max_new_tokens=self.policy.max_new_tokens)
-        return self._finish(planned, generation.text, model, time.perf_counter() - started, None,
-                            generation.completion_tokens)
+        generation_s = time.perf_counter() - started
+        text = self._verifier(planned)
+        text.feed(generation.text)
+        text.finish(truncated=generation.finish_reason == "length")
+        return self._finish(planned, text, model, Timing(generation_s), generation.completion_tokens)
 
     def ask_stream(self, question: str, *, kb: str | None, audiences: tuple[str, ...],
                    history: Sequence[dict[str, str]] = (), model: str | None = None) -> Iterator[str | AnswerResult]:
-        """Text deltas as the model writes them, then the verified AnswerResult."""
+        """Verified text as the model's sentences are checked, then the AnswerResult: the deltas join to its text."""
         planned = self._plan(question, kb, audiences, history, model)
         if isinstance(planned, AnswerResult):
             yield planned.text
             yield planned
             return
-        started, first, parts = time.perf_counter(), None, []
-        for delta in self.generator.stream(planned.prompt.messages, model=model,
-                                           max_new_tokens=self.policy.max_new_tokens):
-            first = first if first is not None else time.perf_counter() - planned.started
-            parts.append(delta)
-            yield delta
-        draft = "".join(parts)
-        yield self._finish(planned, draft, model, time.perf_counter() - started, first,
-                           self.generator.count_tokens(draft))
+        text, timing = self._verifier(planned), Timing(0.0)
+        started = time.perf_counter()
+        deltas = self.generator.stream(planned.prompt.messages, model=model, max_new_tokens=self.policy.max_new_tokens)
+        with closing(deltas) if isinstance(deltas, Iteration) else nullcontext(deltas):
+            for delta in deltas:
+                timing.first_token_s = timing.first_token_s or time.perf_counter() - planned.started
+                shown = text.feed(delta)
+                if shown:
+                    timing.first_sentence_s = timing.first_sentence_s or time.perf_counter() - planned.started
+                    yield shown
+                if text.looping:  # the rest would be the same sentences again: stop the model now
+                    break
+        timing.generation_s = time.perf_counter() - started - text.seconds
+        completion_tokens = self.generator.count_tokens(text.draft)
+        # A stream doesn't say why it ended: a draft as long as the cap was cut by it.
+        rest = text.finish(truncated=completion_tokens >= self.policy.max_new_tokens)
+        if rest:
+            timing.first_sentence_s = timing.first_sentence_s or time.perf_counter() - planned.started
+            yield rest
+        yield self._finish(planned, text, model, timing, completion_tokens)
+
+    def _verifier(self, planned: _Planned) -> VerifiedText:
+        # A fresh embedding cache per answer: each growing prefix of the draft re-verifies the sentences before it.
+        check = partial(verify, sources=planned.prompt.sources, similarity=caching_similarity(self.embedder),
+                        lexical_threshold=LEXICAL_THRESHOLD, semantic_threshold=SEMANTIC_THRESHOLD,
+                        attribute_uncited=self.policy.attribute_uncited)
+        return VerifiedText(check)
 
     def _plan(self, question: str, kb: str | None, audiences: tuple[str, ...],
               history: Sequence[dict[str, str]], model: str | None) -> _Planned | AnswerResult:
@@ -123,20 +152,106 @@ class Answerer:
                               budget_tokens=self.policy.context_tokens, history=history)
         return _Planned(prompt, started, found.seconds, time.perf_counter() - built)
 
-    def _finish(self, planned: _Planned, draft: str, model: str | None, generation_s: float,
-                first_token_s: float | None, completion_tokens: int) -> AnswerResult:
-        checked = time.perf_counter()
-        verified = verify(draft, planned.prompt.sources, similarity=self.similarity,
-                          lexical_threshold=LEXICAL_THRESHOLD, semantic_threshold=SEMANTIC_THRESHOLD,
-                          attribute_uncited=self.policy.attribute_uncited)
-        now = time.perf_counter()
-        timings = Timings(planned.retrieval_s, planned.prompt_s, generation_s, now - checked, now - planned.started,
-                          first_token_s)
+    def _finish(self, planned: _Planned, text: VerifiedText, model: str | None, timing: Timing,
+                completion_tokens: int) -> AnswerResult:
+        verified = text.answer
+        total_s = time.perf_counter() - planned.started
+        timings = Timings(planned.retrieval_s, planned.prompt_s, timing.generation_s, text.seconds, total_s,
+                          timing.first_token_s, timing.first_sentence_s)
         result = AnswerResult(verified.text, verified.citations, verified.abstained, verified.handoff,
                               model or self.base_model, planned.prompt.sources, timings,
-                              planned.prompt.prompt_tokens, completion_tokens, draft)
-        log_answer(result)
+                              planned.prompt.prompt_tokens, completion_tokens, text.draft,
+                              "length" if text.truncated else "stop")
+        log_answer(result, looped=text.looping)
         return result
+
+
+@dataclass
+class Timing:
+    """What a generation measured while it ran (seconds)."""
+
+    generation_s: float
+    first_token_s: float | None = None
+    first_sentence_s: float | None = None
+
+
+class VerifiedText:
+    """The verified text of a draft still being written: what it hands out only ever grows.
+
+    Each time the draft completes a sentence, the draft up to there is verified (`check`, citations.verify) and
+    the verified text beyond what is already out goes out. Markers are numbered in order of first use, so
+    numbers that are out never change. Nothing that is out is taken back: if the verified text stops extending
+    it (the model abstains after a supported sentence), what is out is the answer. A sentence that repeats an
+    earlier one ends the draft: a looping 135M model says the same sentence until its token cap.
+
+    >>> text = VerifiedText(check)
+    >>> text.feed("Refunds take 5 days [3]. Refunds take"), text.feed(" 5 days [3]. Bye."), text.looping
+    ('', 'Refunds take 5 days [1].', True)
+    """
+
+    def __init__(self, check: Callable[[str], VerifiedAnswer]) -> None:
+        self.check = check
+        self.draft = ""
+        self.looping = False
+        self.truncated = False
+        self.seconds = 0.0  # spent verifying
+        self._through = 0  # the draft's complete sentences end here
+        self._seen: set[str] = set()
+        self._last: VerifiedAnswer | None = None
+        self._out: VerifiedAnswer | None = None  # the verification whose text is out
+
+    def feed(self, delta: str) -> str:
+        """Take more of the draft; return the verified text to send now (often "")."""
+        if self.looping:
+            return ""
+        self.draft += delta
+        spans = sentence_spans(self.draft)
+        # The last span may still grow, and one starting with "[" may be markers of the span before it.
+        complete = spans[:-2] if spans and self.draft.startswith("[", spans[-1][0]) else spans[:-1]
+        return self._take(complete)
+
+    def finish(self, truncated: bool) -> str:
+        """The rest of the verified text once the draft is done; `truncated`: it hit the token cap."""
+        self.truncated = truncated and not self.looping  # a loop that was stopped ended the answer, not the cap
+        spans = [] if self.looping else sentence_spans(self.draft)
+        if self.truncated and spans and not is_terminated(self.draft[spans[-1][0]:]):
+            spans = spans[:-1]  # cut off mid-sentence: never shown
+        rest = self._take(spans, final=True)
+        if self._out is None:  # nothing was supported: the answer is the abstention
+            self._out = self._last
+            return self.answer.text
+        return rest
+
+    @property
+    def answer(self) -> VerifiedAnswer:
+        assert self._out is not None, "finish() first"
+        return self._out
+
+    def _take(self, spans: Sequence[tuple[int, int]], final: bool = False) -> str:
+        through = self._through
+        for start, end in spans:
+            if end <= self._through:
+                continue
+            key = " ".join(re.findall(r"\w+", MARKER.sub(" ", self.draft[start:end]).lower()))
+            if key and key in self._seen:
+                self.looping = True
+                break
+            self._seen.add(key)
+            through = end
+        if through == self._through and not (final and self._last is None):
+            return ""
+        self._through = through
+        return self._show(self.draft[:through])
+
+    def _show(self, draft: str) -> str:
+        started = time.perf_counter()
+        self._last = verified = self.check(draft)
+        self.seconds += time.perf_counter() - started
+        out = self._out.text if self._out is not None else ""
+        if verified.abstained or not verified.text.startswith(out):
+            return ""
+        self._out = verified
+        return verified.text[len(out):]
 
 
 def check_model(generator: Generator, model: str | None) -> None:
@@ -158,8 +273,22 @@ def cosine_similarity(embedder: Embedder) -> Callable[[list[str], list[str]], li
     return similarity
 
 
-def log_answer(result: AnswerResult) -> None:
+def caching_similarity(embedder: Embedder) -> Callable[[list[str], list[str]], list[float]]:
+    """`cosine_similarity` that embeds each distinct text once: verifying a growing draft repeats its sentences."""
+    vectors: dict[str, np.ndarray] = {}
+
+    def similarity(left: list[str], right: list[str]) -> list[float]:
+        missing = list(dict.fromkeys(text for text in [*left, *right] if text not in vectors))
+        if missing:
+            vectors.update(zip(missing, embedder.embed_batch(missing), strict=True))
+        return [float(np.dot(vectors[a], vectors[b])) for a, b in zip(left, right, strict=True)]
+
+    return similarity
+
+
+def log_answer(result: AnswerResult, *, looped: bool = False) -> None:
     chunks = ", ".join(f"{chunk.id[:8]}:{chunk.score:.3f}" for chunk in result.sources)
     logger.info("answer model=%s abstained=%s citations=%d chunks=[%s] latency=%.2fs prompt_tokens=%d "
-                "completion_tokens=%d", result.model, result.abstained, len(result.citations), chunks,
-                result.timings.total_s, result.prompt_tokens, result.completion_tokens)
+                "completion_tokens=%d finish=%s looped=%s", result.model, result.abstained, len(result.citations),
+                chunks, result.timings.total_s, result.prompt_tokens, result.completion_tokens, result.finish_reason,
+                looped)

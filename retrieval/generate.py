@@ -78,6 +78,13 @@ def check_request(messages: Messages, max_new_tokens: int, temperature: float) -
         raise InvalidInput(f"temperature must be 0 (greedy) or more, got {temperature}", param="temperature")
 
 
+def check_repetition_penalty(penalty: float) -> None:
+    """Both backends apply it as vLLM does: every token already in the prompt or the output has its logit divided
+    by the penalty (multiplied, when negative), so greedy outputs match between them. 1.0 turns it off."""
+    if not 1.0 <= penalty <= 2.0:
+        raise ConfigError(f"repetition_penalty must be between 1.0 (off) and 2.0, got {penalty}")
+
+
 class _StopWhenSet:
     """A stopping criterion (generate only calls it) that a closed stream uses to end the model's loop."""
 
@@ -102,11 +109,14 @@ class TransformersGenerator:
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, base_name: str,
-                 adapters: Mapping[str, Path] = {}, timeout_s: float | None = None) -> None:
+                 adapters: Mapping[str, Path] = {}, timeout_s: float | None = None,
+                 repetition_penalty: float = 1.0) -> None:
         for name, path in adapters.items():
             _check_adapter_dir(name, path)
+        check_repetition_penalty(repetition_penalty)
         self.base_name = base_name
         self.timeout_s = timeout_s  # a generation is cut off after this long (transformers' max_time)
+        self.repetition_penalty = repetition_penalty  # vLLM's semantics: see check_repetition_penalty
         self._model = model
         self._tokenizer = tokenizer
         # Copied on write, so models() reads a consistent snapshot without waiting for a generation.
@@ -303,6 +313,7 @@ class TransformersGenerator:
         # Built from scratch so the checkpoint's sampling defaults (top_k, top_p) don't bend OpenAI semantics.
         return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0, max_time=self.timeout_s,
                                 temperature=temperature if temperature > 0 else None,
+                                repetition_penalty=self.repetition_penalty if self.repetition_penalty != 1.0 else None,
                                 eos_token_id=self._model.generation_config.eos_token_id,
                                 pad_token_id=self._tokenizer.pad_token_id)
 
@@ -427,9 +438,11 @@ class OpenAIGenerator:
     """An OpenAI-compatible chat server (vLLM serves LoRA adapters under their names in the `model` field)."""
 
     def __init__(self, base_url: str, api_key: str | None, *, base_name: str, timeout_s: float,
-                 tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+                 tokenizer: PreTrainedTokenizerBase | None = None, repetition_penalty: float = 1.0) -> None:
+        check_repetition_penalty(repetition_penalty)
         self.base_url = base_url.rstrip("/")
         self.base_name = base_name
+        self.repetition_penalty = repetition_penalty
         self._tokenizer = tokenizer
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
@@ -507,8 +520,11 @@ class OpenAIGenerator:
 
     def _payload(self, messages: Messages, model: str | None, max_new_tokens: int, temperature: float,
                  stream: bool) -> dict[str, object]:
-        return {"model": model or self.base_name, "messages": list(messages), "max_tokens": max_new_tokens,
-                "temperature": temperature, "stream": stream}
+        payload: dict[str, object] = {"model": model or self.base_name, "messages": list(messages),
+                                      "max_tokens": max_new_tokens, "temperature": temperature, "stream": stream}
+        if self.repetition_penalty != 1.0:  # vLLM's extension; left out at 1.0 for servers that don't know it
+            payload["repetition_penalty"] = self.repetition_penalty
+        return payload
 
     def _deltas(self, payload: dict[str, object]) -> Iterator[str]:
         with self._unreachable_as_unavailable(), self._client.stream("POST", "/chat/completions",
@@ -575,13 +591,16 @@ def _error_text(body: object) -> str:
 
 def build_generator(backend: Literal["transformers", "openai"], *, model: PreTrainedModel | None,
                     tokenizer: PreTrainedTokenizerBase | None, base_name: str, adapters: Mapping[str, Path],
-                    base_url: str | None, api_key: str | None, timeout_s: float) -> Generator:
+                    base_url: str | None, api_key: str | None, timeout_s: float,
+                    repetition_penalty: float = 1.0) -> Generator:
     if backend == "transformers":
         if model is None or tokenizer is None:
             raise ConfigError("generator backend 'transformers' needs the loaded base model and tokenizer")
-        return TransformersGenerator(model, tokenizer, base_name=base_name, adapters=adapters, timeout_s=timeout_s)
+        return TransformersGenerator(model, tokenizer, base_name=base_name, adapters=adapters, timeout_s=timeout_s,
+                                     repetition_penalty=repetition_penalty)
     if backend == "openai":
         if not base_url:
             raise ConfigError("generator backend 'openai' needs LORAG_GENERATOR__BASE_URL, e.g. http://vllm:8000/v1")
-        return OpenAIGenerator(base_url, api_key, base_name=base_name, timeout_s=timeout_s, tokenizer=tokenizer)
+        return OpenAIGenerator(base_url, api_key, base_name=base_name, timeout_s=timeout_s, tokenizer=tokenizer,
+                               repetition_penalty=repetition_penalty)
     raise ConfigError(f"unknown generator backend {backend!r}: use 'transformers' or 'openai'")
