@@ -99,3 +99,92 @@ def is_terminated(piece: str) -> bool:
     (True, False)
     """
     return TERMINATED.search(piece.rstrip()) is not None
+
+
+# Words: content words carry a claim; function words are dropped before measuring overlap. "no", "not", "never"
+# and "yes" are missing from STOPWORDS on purpose: they carry the claim.
+TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+NEGATIONS = frozenset({"not", "no", "never", "none", "nothing", "nobody", "neither", "nor"})
+STOPWORDS = frozenset({
+    "a", "an", "the", "and", "or", "but", "if", "then", "else", "of", "to", "in", "on", "at", "by", "for", "with",
+    "from", "into", "onto", "about", "as", "than", "so", "too", "very", "is", "are", "was", "were", "be", "been",
+    "being", "am", "do", "does", "did", "doing", "done", "have", "has", "had", "having", "will", "would", "shall",
+    "should", "can", "could", "may", "might", "must", "i", "me", "my", "mine", "we", "us", "our", "ours", "you",
+    "your", "yours", "he", "him", "his", "she", "her", "hers", "it", "its", "they", "them", "their", "theirs",
+    "this", "that", "these", "those", "there", "here", "what", "which", "who", "whom", "whose", "when", "where",
+    "why", "how", "any", "some", "all", "each", "every", "both", "either", "more", "most", "other", "such", "only",
+    "own", "same", "just", "also", "again", "further", "once", "whether", "while", "because", "until", "via", "per",
+    "please", "up", "down", "out", "over", "under", "off", "still", "even", "let"
+})
+
+
+def content_words(text: str) -> list[str]:
+    """Lowercased words that carry meaning, in order; contractions of "not" become "not".
+
+    >>> content_words("Can't I get the refunds for Plus members?")
+    ['not', 'get', 'refunds', 'plus', 'members']
+    """
+    words = []
+    for token in TOKEN.findall(text.lower().replace("’", "'")):
+        word = "not" if token.endswith("n't") or token == "cannot" else token.split("'")[0]
+        if word not in STOPWORDS and (len(word) > 1 or word.isdigit()):
+            words.append(word)
+    return words
+
+
+def stem(word: str) -> str:
+    """A crude suffix stripper: enough to match "refunds", "refunded" and "refund", or "reminded" and "remind".
+
+    >>> [stem(w) for w in ["refunds", "refunded", "charges", "charge", "deliveries", "status", "address"]]
+    ['refund', 'refund', 'charg', 'charg', 'delivery', 'status', 'address']
+    """
+    if word.isdigit() or len(word) <= 3 or word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[:-len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+def content_stems(text: str) -> frozenset[str]:
+    return frozenset(stem(word) for word in content_words(text))
+
+
+def is_negated(text: str) -> bool:
+    """Whether the text says no: a flipped claim keeps every content word, so overlap cannot see it.
+
+    >>> is_negated("Gift cards can't be refunded."), is_negated("Gift cards can be refunded.")
+    (True, False)
+    """
+    return any(word in NEGATIONS for word in content_words(text))
+
+
+# What a small model writes about its sources or its answer instead of a claim. A lead-in before a claim is
+# set aside and the claim is checked; a sentence that only names a source, or only says "yes", makes none.
+META_ONLY = re.compile(r"^\W*(?:(?:the\s+)?(?:sources?|references?|citations?)(?:\s+(?:is|are|used))?\s*[:—–-]"
+                       r"|(?:see|refer\s+to|check)\s+(?:the\s+)?(?:sources?|documentation|docs)\b)", re.IGNORECASE)
+LEAD_IN = re.compile(r"^\W*(?:(?:according\s+to|based\s+on|as\s+(?:stated|described|explained)\s+in|from)\s+"
+                     r"(?:the\s+|this\s+|our\s+)?(?:sources?|documentation|documents?|docs|context|text)"
+                     r"(?:\s*\[[\d,\s]+\])?\s*[,:]?"
+                     r"|(?:so\s+|in\s+short\s*,?\s+)?the\s+(?:short\s+)?answer\s+(?:is|would\s+be)(?:\s+that)?\s*:?)\s*",
+                     re.IGNORECASE)
+ANSWER_WORDS = frozenset({"yes", "no", "not", "correct", "true", "false"})
+MIN_CLAIM_WORDS = 2  # "Tips are optional" makes a claim with two; "It depends" and "Yes" make none
+
+
+def claim_of(sentence: str) -> str:
+    """The part of an answer sentence that makes a checkable claim, or "" when it makes none.
+
+    >>> claim_of("According to the source, tips are optional."), claim_of("The answer is no.")
+    ('tips are optional.', '')
+    >>> claim_of("The source is: Placing an order — Group orders"), claim_of("How stable is Python?")
+    ('', '')
+    """
+    if META_ONLY.match(sentence) or sentence.rstrip().endswith("?"):
+        return ""  # a source named or a question asked back is not a claim
+    claim = LEAD_IN.sub("", sentence, count=1).strip()
+    words = [word for word in content_words(claim) if word not in ANSWER_WORDS]
+    return claim if len(words) >= MIN_CLAIM_WORDS else ""
