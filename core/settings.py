@@ -140,6 +140,11 @@ class GeneratorSettings(Section):
     api_key: SecretStr | None = Field(None, description="API key of the OpenAI-compatible model server.")
     timeout_s: float = Field(60.0, gt=0, description="Seconds before a generation request gives up.")
     max_new_tokens: int = Field(192, ge=1, le=4096, description="Longest answer, in generator tokens.")
+    repetition_penalty: float = Field(
+        1.0, ge=1.0, le=2.0, description="Divides the logit of every token already in the prompt or the answer "
+        "(vLLM's and transformers' rule, the same in both backends); 1.0 is off. It applies to every generation of "
+        "the answer model, tagging included. A looping answer is stopped at its first repeated sentence anyway.",
+    )
     batch_max: int = Field(
         16, ge=1, description="backend=transformers: concurrent greedy requests decoded together in one batch, at "
         "most; 1 runs them one at a time. Streamed and sampled requests are never batched.",

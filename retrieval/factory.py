@@ -25,7 +25,8 @@ def build_answer_generator(settings: Settings) -> Generator:
     api_key = section.api_key.get_secret_value() if section.api_key else None
     generator = build_generator(section.backend, model=model, tokenizer=tokenizer,
                                 base_name=models.served_name(settings.models.base), adapters={},
-                                base_url=section.base_url, api_key=api_key, timeout_s=section.timeout_s)
+                                base_url=section.base_url, api_key=api_key, timeout_s=section.timeout_s,
+                                repetition_penalty=section.repetition_penalty)
     if isinstance(generator, TransformersGenerator) and section.batch_max > 1:
         # A server (vLLM) batches concurrent requests itself; the in-process model needs this in front of it.
         return BatchingGenerator(generator, max_batch=section.batch_max, max_wait_s=section.batch_wait_s)

@@ -64,6 +64,8 @@ class AskResponse(BaseModel):
     model: str
     timings: dict[str, float | None]
     usage: dict[str, int]
+    finish_reason: Literal["stop", "length"] = Field(
+        "stop", description="'length': the model reached the token limit; a sentence it left unfinished is dropped.")
     answer_token: str | None = Field(description="Send it back with feedback on this answer (POST /v1/feedback).")
 
 
@@ -98,7 +100,7 @@ def to_response(result: AnswerResult, token: str | None) -> AskResponse:
     return AskResponse(answer=result.text, citations=citations_of(result), abstained=result.abstained,
                        handoff=result.handoff, model=result.model, timings=vars(result.timings),
                        usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
-                       answer_token=token)
+                       finish_reason=result.finish_reason, answer_token=token)
 
 
 def token_of(resources: Resources, principal: Principal, question: str, kb: str | None,
@@ -116,10 +118,16 @@ class ChatMessage(BaseModel):
     content: str = Field(max_length=8000)
 
 
+class StreamOptions(BaseModel):
+    include_usage: bool = Field(False, description="Send the token usage in one more chunk, with no choices, "
+                                "before [DONE]; the other chunks carry `usage: null`.")
+
+
 class ChatRequest(BaseModel):
     model: str | None = Field(None, description=MODEL_FIELD)
     messages: list[ChatMessage] = Field(min_length=1, max_length=40)
     stream: bool = False
+    stream_options: StreamOptions | None = Field(None, description="Only with `stream`, as in OpenAI's API.")
     kb: str | None = Field(None, max_length=64, description="lorag extension: the knowledge base to search.")
     max_tokens: int | None = Field(None, ge=1, description="Accepted for compatibility; the server's limit applies.")
     temperature: float | None = Field(None, ge=0, le=2, description="Accepted for compatibility; answers are greedy.")
@@ -143,8 +151,9 @@ def chat_completions(request: ChatRequest, principal: Annotated[Principal, Depen
     # The first event is taken before the response starts, so a bad model name or a model server that is
     # down still gets its proper status code instead of a broken stream.
     first = next(events)
-    return StreamingResponse(sse(completion_id, model or answerer.base_model, chain([first], events), token),
-                             media_type="text/event-stream")
+    include_usage = request.stream_options is not None and request.stream_options.include_usage
+    return StreamingResponse(sse(completion_id, model or answerer.base_model, chain([first], events), token,
+                                 include_usage), media_type="text/event-stream")
 
 
 def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]]]:
@@ -160,20 +169,25 @@ def completion_body(completion_id: str, result: AnswerResult, token: str) -> dic
     return {
         "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": result.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                     "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                  "total_tokens": result.prompt_tokens + result.completion_tokens},
+                     "finish_reason": result.finish_reason}],
+        "usage": usage_of(result),
         "citations": [c.model_dump() for c in citations_of(result)],
         "abstained": result.abstained, "handoff": result.handoff, "answer_token": token,
     }
 
 
+def usage_of(result: AnswerResult) -> dict[str, int]:
+    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens}
+
+
 def sse(completion_id: str, model: str | None, events: Iterator[str | AnswerResult],
-        token: Callable[[AnswerResult], str]) -> Iterator[str]:
-    """OpenAI chunks for the draft text, then a final chunk carrying the verified answer and citations."""
+        token: Callable[[AnswerResult], str], include_usage: bool = False) -> Iterator[str]:
+    """OpenAI chunks of verified text (joined, the final answer), then a chunk with the finish reason, the
+    citations and the answer; with `include_usage`, one more with the usage and no choices."""
     created = int(time.time())
     try:
-        yield from _chunks(completion_id, model, created, events, token)
+        yield from _chunks(completion_id, model, created, events, token, include_usage)
     except Exception as exc:  # mid-stream: the status line is gone, so a known error travels as an event
         error = as_lorag_error(exc)
         if error is None:
@@ -183,19 +197,25 @@ def sse(completion_id: str, model: str | None, events: Iterator[str | AnswerResu
 
 
 def _chunks(completion_id: str, model: str | None, created: int, events: Iterator[str | AnswerResult],
-            token: Callable[[AnswerResult], str]) -> Iterator[str]:
+            token: Callable[[AnswerResult], str], include_usage: bool) -> Iterator[str]:
+    def chunk(model: str, choices: list[dict[str, Any]], extra: dict[str, Any]) -> str:
+        usage = {"usage": None} if include_usage else {}  # OpenAI: null on every chunk but the usage one
+        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": choices, **usage, **extra}
+        return f"data: {json.dumps(body)}\n\n"
+
+    role: dict[str, str] = {"role": "assistant"}  # the first delta says who speaks, as OpenAI's do
     for event in events:
         if isinstance(event, str):
-            delta = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                     "model": model or "", "choices": [{"index": 0, "delta": {"content": event},
-                                                        "finish_reason": None}]}
-            yield f"data: {json.dumps(delta)}\n\n"
+            yield chunk(model or "", [{"index": 0, "delta": {**role, "content": event}, "finish_reason": None}], {})
+            role = {}
             continue
-        final = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": event.model,
-                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                 "citations": [c.model_dump() for c in citations_of(event)], "answer": event.text,
-                 "abstained": event.abstained, "handoff": event.handoff, "answer_token": token(event)}
-        yield f"data: {json.dumps(final)}\n\n"
+        yield chunk(event.model, [{"index": 0, "delta": {}, "finish_reason": event.finish_reason}],
+                    {"citations": [c.model_dump() for c in citations_of(event)], "answer": event.text,
+                     "abstained": event.abstained, "handoff": event.handoff, "answer_token": token(event),
+                     "timings": vars(event.timings)})
+        if include_usage:
+            yield chunk(event.model, [], {"usage": usage_of(event)})
 
 
 @router.get("/models", summary="The base model and the adapter versions that can answer")
