@@ -15,6 +15,10 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
           429: "rate_limit_error", 503: "service_unavailable"}
 
 
+MAX_PROBLEMS = 10  # validation problems listed in one message
+MAX_PART = 64  # characters of one part of a field's location quoted in a message
+
+
 def envelope(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": type_, "code": code, "param": param}}
 
@@ -44,10 +48,15 @@ def fault_response(exc: Exception) -> JSONResponse | None:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [f"{'.'.join(str(p) for p in err['loc'][1:]) or 'body'}: {err['msg']}" for err in exc.errors()]
+    # A location can hold the caller's own keys (an unknown field's name): each part is cut to a short prefix.
+    problems = [f"{_where(err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:MAX_PROBLEMS]]
     first = exc.errors()[0]["loc"] if exc.errors() else ()
-    param = ".".join(str(p) for p in first[1:]) or None
-    return JSONResponse(envelope("; ".join(problems), "invalid_request_error", "invalid_value", param), 400)
+    return JSONResponse(envelope("; ".join(problems), "invalid_request_error", "invalid_value",
+                                 _where(first) or None), 400)
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part)[:MAX_PART] for part in loc[1:])
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, shown
 from core.tables import ApiKey
 
 SCOPES = ("chat:public", "chat:internal", "ingest", "tag", "admin")
@@ -59,14 +59,14 @@ class Principal:
             raise Forbidden(f"this API key may only use the knowledge bases {', '.join(sorted(self.kbs))}; "
                             "name one in `kb`", param="kb")
         if kb not in self.kbs:
-            raise Forbidden(f"this API key may not use the knowledge base {kb!r}", param="kb")
+            raise Forbidden(f"this API key may not use the knowledge base {shown(kb)}", param="kb")
 
     def check_model(self, model: str | None, base: str | None = None) -> None:
         """An adapter is allowed by its task name or its exact version; the base model (`base`) always is."""
         if self.adapters is None or model is None or model == base:
             return
         if model not in self.adapters and model.split("@", 1)[0] not in self.adapters:
-            raise Forbidden(f"this API key may not use the model {model!r}", param="model")
+            raise Forbidden(f"this API key may not use the model {shown(model)}", param="model")
 
 
 def hash_secret(secret: str) -> str:
@@ -140,7 +140,7 @@ def revoke(sessions: sessionmaker[Session], key_id: str) -> ApiKeyInfo:
     with transaction(sessions) as session:
         row = session.get(ApiKey, key_id)
         if row is None:
-            raise NotFound(f"no API key with id {key_id!r}; `lorag keys list` shows them", param="id")
+            raise NotFound(f"no API key with id {shown(key_id)}; `lorag keys list` shows them", param="id")
         row.revoked_at = row.revoked_at or datetime.now(UTC)
         session.flush()
         return ApiKeyInfo.of(row)

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import answer_tokens
-from app.auth import RateLimiter, install_cors
+from app.auth import build_rate_limiter, install_cors
 from app.errors import install_error_handlers
 from app.limits import install_body_limit
 from app.observability import Metrics, install_observability
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="lorag", version="0.1.0", lifespan=lifespan,
                   description="Answers from your own documents with checked citations.")
     app.state.metrics = Metrics()
-    app.state.rate_limiter = RateLimiter()
+    app.state.rate_limiter = build_rate_limiter(resolved)
     install_cors(app)
     install_body_limit(app, resolved.server.max_body_bytes, resolved.ingest.max_bytes)
     install_observability(app, app.state.metrics)

@@ -100,3 +100,14 @@ class ConfigError(LoragError):
 
     status_code = 500
     type = "config_error"
+
+
+def shown(value: object, limit: int = 64) -> str:
+    """A value as an error message may quote it: repr'd, and cut to a short prefix, so a caller's 30,000-character
+    string is never echoed back whole.
+
+    >>> shown("x" * 100, limit=8)
+    "'xxxxxxxx…' (100 characters)"
+    """
+    text = str(value)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}"[:-1] + f"…' ({len(text)} characters)"

@@ -7,6 +7,7 @@ Components never read settings themselves; a `build_*` factory turns a section i
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,6 +82,21 @@ class ServerSettings(Section):
     rate_per_minute: int = Field(
         120, ge=1, description="Requests a minute per API key (or per client address without one), unless the "
         "key sets its own.",
+    )
+    auth_failures_per_minute: int = Field(
+        20, ge=1, description="Failed authentications a minute per client address (a missing, malformed, wrong or "
+        "revoked key); past it the address gets 429 before any key is checked.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="Addresses or networks (JSON list, e.g. [\"10.0.0.0/8\"]) of the reverse "
+        "proxies in front of the API: only from these is X-Forwarded-For believed for the client's address.",
+    )
+    rate_limit_url: str | None = Field(
+        None, description="Where rate-limit counts are kept, shared by every API process: a limits storage URL "
+        "such as redis://redis:6379/1. Empty: the queue's Redis when LORAG_QUEUE__BACKEND=redis, else memory.",
+    )
+    answer_token_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, description="Seconds an answer token stays valid for feedback on its answer.",
     )
     secret_key: SecretStr | None = Field(
         None, description="Signs answer tokens (feedback is taken only on real answers); the same on every "
@@ -332,10 +348,54 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return "LORAG_" + "__".join(parts).upper() if parts else "LORAG_*"
 
 
+MASK = "**********"  # what pydantic shows for a SecretStr
+URL_MASK = "***"  # what SQLAlchemy shows for a URL's password
+# Query parameters and command-line flags whose value is a credential, by name.
+SECRET_NAME = re.compile(r"(?i)(pass|secret|token|key|auth|credential|signature|sig)")
+URL_WITH_USER = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@\s]*)@")
+
+
 def redacted(settings: Settings) -> dict[str, Any]:
-    """Settings as plain JSON data with secrets (and passwords inside URLs) masked."""
-    data = json.loads(settings.model_dump_json())
-    data["database"]["url_resolved"] = make_url(settings.database_url).render_as_string(hide_password=True)
-    if settings.database.url:
-        data["database"]["url"] = data["database"]["url_resolved"]
+    """Settings as plain JSON data with every secret masked: SecretStr fields, credentials inside any URL
+    (user:password@, ?token=...), and values of secret-looking flags in argument lists (--api-key X).
+
+    >>> redact_text("redis://:hunter2@redis:6379/0")
+    'redis://:***@redis:6379/0'
+    """
+    data = _redact_tree(json.loads(settings.model_dump_json()))
+    data["database"]["url_resolved"] = redact_text(settings.database_url)
     return data
+
+
+def _redact_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _redact_tree(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return _redact_arguments([_redact_tree(item) for item in value])
+    return redact_text(value) if isinstance(value, str) else value
+
+
+def redact_text(text: str) -> str:
+    """Mask the password (or a lone token) in every `scheme://user:password@` and secret query parameters."""
+    def userinfo(match: re.Match[str]) -> str:
+        user, sep, _password = match["user"].partition(":")
+        return f"{match['scheme']}{user}:{URL_MASK}@" if sep else f"{match['scheme']}{URL_MASK}@"
+
+    text = URL_WITH_USER.sub(userinfo, text)
+    return re.sub(r"([?&;])([^=&;#\s]+)=([^&;#\s]*)",
+                  lambda m: f"{m[1]}{m[2]}={URL_MASK}" if SECRET_NAME.search(m[2]) else m[0], text)
+
+
+def _redact_arguments(items: list[Any]) -> list[Any]:
+    """`["--api-key", "X"]` and `["--api-key=X"]` keep the flag and lose the value."""
+    shown: list[Any] = []
+    for item in items:
+        previous = shown[-1] if shown else None
+        if isinstance(item, str) and isinstance(previous, str) and previous.startswith("-") \
+                and "=" not in previous and SECRET_NAME.search(previous):
+            item = MASK
+        elif isinstance(item, str) and item.startswith("-") and "=" in item:
+            flag, _, _value = item.partition("=")
+            item = f"{flag}={MASK}" if SECRET_NAME.search(flag) else item
+        shown.append(item)
+    return shown

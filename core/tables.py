@@ -43,6 +43,8 @@ class Document(Base):
     kb: Mapped[str] = mapped_column(String(64), index=True)
     audience: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(1024))
+    # A link for citations, given by an ingest key with the upload (http or https only); never made from `source`.
+    source_url: Mapped[str | None] = mapped_column(String(2048))
     title: Mapped[str | None] = mapped_column(String(512))
     media_type: Mapped[str | None] = mapped_column(String(128))
     content_hash: Mapped[str | None] = mapped_column(String(64))

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound, shown
 from core.tables import AdapterStatus, AdapterVersion
 
 STAGING = ".staging"
@@ -96,7 +96,7 @@ def get(sessions: sessionmaker[Session], name: str) -> AdapterRecord:
     with sessions() as session:
         row = session.get(AdapterVersion, name)
         if row is None:
-            raise NotFound(f"no adapter version {name!r}; `lorag adapters list` shows them", param="model")
+            raise NotFound(f"no adapter version {shown(name)}; `lorag adapters list` shows them", param="model")
         return AdapterRecord.of(row)
 
 
@@ -122,7 +122,7 @@ def promote(sessions: sessionmaker[Session], name: str, reason: str) -> AdapterR
     with transaction(sessions) as session:
         row = session.get(AdapterVersion, name, with_for_update=True)
         if row is None:
-            raise NotFound(f"no adapter version {name!r}; `lorag adapters list` shows them", param="model")
+            raise NotFound(f"no adapter version {shown(name)}; `lorag adapters list` shows them", param="model")
         if row.status == AdapterStatus.ACTIVE:
             raise Conflict(f"{name} is already the active version of {row.task}")
         _retire_active(session, row.task, now, f"replaced by {name}", AdapterStatus.RETIRED)

@@ -138,6 +138,10 @@ class Indexer:
                            chunk_tokens=self.policy.chunk_tokens, overlap_tokens=self.policy.overlap_tokens)
         except (InvalidInput, NotFound) as exc:
             return self._failed(held, exc.message)
+        except Exception as exc:
+            if as_lorag_error(exc) is None:  # a crash, not a fault of the machine: counted against the document
+                registry.record_crash(self.sessions, held, f"{type(exc).__name__}: {exc}")
+            raise
         return Prepared(held, parsed, chunks, time.perf_counter())
 
     def complete(self, prepared: Prepared, vectors: Vectors | None = None) -> Outcome:
@@ -155,6 +159,7 @@ class Indexer:
         except Exception as exc:  # store or database away, disk full: hand the document back for a retry
             error = as_lorag_error(exc)
             if not isinstance(error, BackendUnavailable):
+                registry.record_crash(self.sessions, held, f"{type(exc).__name__}: {exc}")
                 raise
             return self._retry(held, error.message)
         if not finished:
@@ -177,7 +182,7 @@ class Indexer:
 
     def _parse(self, held: Claim) -> ParsedDocument:
         data = registry.blob(self.sessions, held.content_hash)
-        name = PurePath(held.source).name or "document"
+        name = _short_name(PurePath(held.source).name or "document")
         with tempfile.TemporaryDirectory(prefix="lorag-parse-") as folder:
             path = Path(folder) / name
             path.write_bytes(data)
@@ -201,12 +206,20 @@ class Indexer:
         return points
 
 
+def _short_name(name: str, limit: int = 200) -> str:
+    """A file name the temporary folder can hold (names were not always checked at upload); suffix kept."""
+    if len(name.encode("utf-8", "surrogatepass")) <= limit:
+        return name
+    suffix = PurePath(name).suffix[:16]
+    return name.encode("utf-8", "surrogatepass")[:limit - len(suffix.encode())].decode("utf-8", "ignore") + suffix
+
+
 def _payload(held: Claim, parsed: ParsedDocument, chunk: Chunk) -> dict[str, object]:
     return {
         "doc_id": held.doc_id, "kb": held.kb, "audience": held.audience, "source": held.source,
         "title": parsed.title, "section": list(chunk.section_path), "page": chunk.page,
         "start": chunk.start, "end": chunk.end, "chunk_index": chunk.index, "text": chunk.text,
-        "content_hash": content_hash(chunk.text), "version": held.version, "live": False,
+        "content_hash": content_hash(chunk.text), "version": held.version, "live": False, "url": held.source_url,
     }
 
 

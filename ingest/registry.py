@@ -12,14 +12,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import transaction
-from core.errors import NotFound
+from core.errors import Forbidden, NotFound, shown
 from core.tables import Blob, Document, DocumentStatus, Job, utcnow
 
 DOCUMENT_NAMESPACE = uuid.UUID("2b7e1516-28ae-4d2a-abf7-158809cf4f3c")
+MAX_ATTEMPTS = 5  # crashed or abandoned attempts in a row before a document fails for good
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Claim:
     content_hash: str
     version: int
     owner: str
+    source_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,42 +60,92 @@ def create_job(sessions: sessionmaker[Session], kind: str, kb: str | None) -> st
 
 
 def submit(sessions: sessionmaker[Session], *, kb: str, audience: str, source: str, data: bytes,
-           job_id: str | None) -> Submitted:
-    """Register a document's current bytes; queue it unless this exact content is already indexed."""
+           job_id: str | None, writable: tuple[str, ...] | None = None, source_url: str | None = None) -> Submitted:
+    """Register a document's current bytes; queue it unless this exact content is already indexed.
+
+    `writable`: the audiences the caller may write. A document already stored under this name for another
+    audience is refused inside the same transaction, with the same answer whatever the stored document is.
+    """
     doc_id, digest = document_id(kb, source), content_hash(data)
     with transaction(sessions) as session:
         row = session.get(Document, doc_id, with_for_update=True)
-        if row and row.content_hash == digest and row.audience == audience and row.status == DocumentStatus.INDEXED:
+        if row is not None and writable is not None and row.audience not in writable:
+            raise Forbidden(refused_write(kb, source), param="file")
+        same_link = source_url is None or (row is not None and row.source_url == source_url)
+        if row and row.content_hash == digest and row.audience == audience and row.status == DocumentStatus.INDEXED \
+                and same_link:
             return Submitted(doc_id, queued=False)
         if session.get(Blob, digest) is None:
             session.add(Blob(content_hash=digest, data=data))
         if row is None:
-            row = Document(id=doc_id, kb=kb, source=source, version=0, attempts=0, chunk_count=0)
+            row = Document(id=doc_id, kb=kb, source=source, version=0, attempts=0, chunk_count=0,
+                           source_url=source_url)
             session.add(row)
         row.version = (row.version or 0) + (row.content_hash != digest)
         row.audience, row.content_hash, row.size_bytes = audience, digest, len(data)
+        row.source_url = source_url if source_url is not None else row.source_url
         row.status, row.error, row.job_id, row.attempts = DocumentStatus.QUEUED, None, job_id, 0
         row.lease_owner = row.lease_expires_at = None
         row.updated_at = utcnow()
     return Submitted(doc_id, queued=True)
 
 
-def claim(sessions: sessionmaker[Session], doc_id: str, owner: str, lease_s: float) -> Claim | None:
-    """Take a queued document, or one whose worker's lease expired; None if nobody should work on it now."""
+def check_writable(sessions: sessionmaker[Session], *, kb: str, source: str, writable: tuple[str, ...]) -> None:
+    """Refuse, before anything is written, a name that another audience's document holds."""
+    with sessions() as session:
+        row = session.get(Document, document_id(kb, source))
+    if row is not None and row.audience not in writable:
+        raise Forbidden(refused_write(kb, source), param="file")
+
+
+def refused_write(kb: str, source: str) -> str:
+    """One message for every refused write, so a refusal tells nothing about what is stored under the name."""
+    return (f"this API key may not write {source!r} in the knowledge base {kb!r}: a document of another "
+            "audience may use that name, or the key lacks that audience; choose another file name")
+
+
+def claim(sessions: sessionmaker[Session], doc_id: str, owner: str, lease_s: float,
+          max_attempts: int = MAX_ATTEMPTS) -> Claim | None:
+    """Take a queued document, or one whose worker's lease expired; None if nobody should work on it now.
+
+    A document whose worker crashed or died `max_attempts` times in a row fails for good, with the reason:
+    a cause that does not change would otherwise be retried forever. Faults of the machine (database away,
+    disk full) give the attempt back (`requeue`), so they never count.
+    """
     now = utcnow()
     claimable = or_(Document.status == DocumentStatus.QUEUED,
                     (Document.status == DocumentStatus.PROCESSING) & (Document.lease_expires_at < now))
     with transaction(sessions) as session:
         taken = session.execute(
-            update(Document).where(Document.id == doc_id, claimable)
+            update(Document).where(Document.id == doc_id, claimable, Document.attempts < max_attempts)
             .values(status=DocumentStatus.PROCESSING, lease_owner=owner, attempts=Document.attempts + 1,
                     lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
         ).rowcount
         if not taken:
+            _give_up(session, doc_id, claimable, max_attempts)
             return None
         row = session.get(Document, doc_id)
         assert row is not None and row.content_hash is not None
-        return Claim(row.id, row.kb, row.audience, row.source, row.content_hash, row.version, owner)
+        return Claim(row.id, row.kb, row.audience, row.source, row.content_hash, row.version, owner,
+                     row.source_url)
+
+
+def _give_up(session: Session, doc_id: str, claimable: ColumnElement[bool], max_attempts: int) -> None:
+    row = session.get(Document, doc_id)
+    if row is None or row.attempts < max_attempts:
+        return
+    last = row.error or "the worker stopped while indexing it"
+    session.execute(
+        update(Document).where(Document.id == doc_id, claimable, Document.attempts >= max_attempts)
+        .values(status=DocumentStatus.FAILED, updated_at=utcnow(), lease_owner=None, lease_expires_at=None,
+                error=f"gave up after {row.attempts} attempts; last error: {last}"[:4000])
+        .execution_options(synchronize_session=False))
+
+
+def record_crash(sessions: sessionmaker[Session], held: Claim, reason: str) -> None:
+    """Keep why an attempt crashed, for the failure that ends the retries; the lease brings it back."""
+    with transaction(sessions) as session:
+        session.execute(update(Document).where(*_still_held(held)).values(error=f"crashed: {reason}"[:4000]))
 
 
 def renew(sessions: sessionmaker[Session], held: Claim, lease_s: float) -> bool:
@@ -135,7 +187,7 @@ def requeue(sessions: sessionmaker[Session], held: Claim, reason: str) -> None:
         session.execute(
             update(Document).where(*_still_held(held))
             .values(status=DocumentStatus.QUEUED, error=f"retrying: {reason}"[:4000], updated_at=utcnow(),
-                    lease_owner=None, lease_expires_at=None)
+                    lease_owner=None, lease_expires_at=None, attempts=Document.attempts - 1)
         )
 
 
@@ -172,7 +224,7 @@ def get(sessions: sessionmaker[Session], doc_id: str) -> Document:
     with sessions() as session:
         row = session.get(Document, doc_id)
         if row is None:
-            raise NotFound(f"no document with id {doc_id!r}", param="id")
+            raise NotFound(f"no document with id {shown(doc_id)}", param="id")
         return row
 
 

@@ -32,6 +32,7 @@ class ScoredChunk:
     start: int
     end: int
     text: str
+    url: str | None = None  # the document's source_url, checked http(s) at upload; never derived from `source`
 
     @classmethod
     def from_hit(cls, hit_id: str, score: float, payload: dict[str, Any]) -> ScoredChunk:
@@ -48,6 +49,7 @@ class ScoredChunk:
             section=tuple(str(part) for part in payload.get("section") or ()),
             page=None if page is None else int(page),
             start=int(payload["start"]), end=int(payload["end"]), text=str(payload["text"]),
+            url=str(payload["url"]) if payload.get("url") else None,
         )
 
 

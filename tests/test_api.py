@@ -5,6 +5,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from app import keys
 from app.main import create_app
 from core.settings import Settings
 
@@ -23,13 +24,32 @@ def test_healthz_answers(bare_client: TestClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
+def admin(client: TestClient) -> dict[str, str]:
+    key, _ = keys.create(client.app.state.resources.sessions, name="ops", scopes=["admin"])
+    return {"Authorization": f"Bearer {key}"}
+
+
 def test_readyz_says_what_is_missing(bare_client: TestClient) -> None:
-    response = bare_client.get("/readyz")
+    response = bare_client.get("/readyz", headers=admin(bare_client))
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     checks = response.json()["checks"]
     assert checks["database"]["ok"] is True
     assert checks["generator"] == {"ok": False, "detail": "no generator loaded (LORAG_SERVER__LOAD_MODELS=false)"}
+
+
+def test_readyz_tells_strangers_only_up_or_down(bare_client: TestClient) -> None:
+    """The database URL (a file path here, a host and user in production) is for admin keys only."""
+    chat, _ = keys.create(bare_client.app.state.resources.sessions, name="site", scopes=["chat:internal", "ingest"])
+    forged = "Bearer lorag_000000000000_" + "x" * 30
+    for headers in ({}, {"Authorization": f"Bearer {chat}"}, {"Authorization": forged}):
+        response = bare_client.get("/readyz", headers=headers)
+        assert response.status_code == 503
+        checks = response.json()["checks"]
+        assert set(checks) == {"database", "vector_store", "generator", "embedder"}
+        assert all(set(check) == {"ok"} for check in checks.values()), checks
+        assert checks["database"] == {"ok": True} and checks["generator"] == {"ok": False}
+        assert "lorag.db" not in response.text and "sqlite" not in response.text
 
 
 def test_request_ids_are_echoed_or_made(bare_client: TestClient) -> None:
@@ -74,7 +94,7 @@ def test_metrics_count_requests(bare_client: TestClient) -> None:
 @pytest.mark.slow
 def test_readyz_is_ready_with_the_packaged_models(make_settings: Callable[..., Settings], models_dir: object) -> None:
     with TestClient(create_app(make_settings())) as client:
-        response = client.get("/readyz")
+        response = client.get("/readyz", headers=admin(client))
     assert response.status_code == 200, response.text
     checks = response.json()["checks"]
     assert checks["embedder"]["detail"] == "dimension 384"

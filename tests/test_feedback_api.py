@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,11 +32,18 @@ def client(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
         yield client
 
 
-def signed(client: TestClient, body: dict[str, Any], audience: str = "public") -> dict[str, Any]:
-    """The body with the token the server gave with that answer (as /v1/ask would have)."""
+ANSWERS = itertools.count()
+
+
+def signed(client: TestClient, body: dict[str, Any], audience: str = "public",
+           key: str | None = None) -> dict[str, Any]:
+    """The body with the token the server gave with that answer to that key (as /v1/ask would have); each call
+    is another answer (its own expiry), since feedback on one answer is one row."""
     secret = answer_tokens.secret_of(client.app.state.resources.settings)
+    caller = key.split("_")[1] if key else answer_tokens.ANONYMOUS_CALLER
     token = answer_tokens.sign(secret, question=body["question"], answer=body["answer"], model=body.get("model"),
-                               kb=body.get("kb"), audience=audience)
+                               kb=body.get("kb"), audience=audience, caller=caller,
+                               expires=int(time.time()) + 3600 + next(ANSWERS))
     return {**body, "answer_token": token}
 
 
@@ -98,10 +107,10 @@ def test_the_key_decides_the_audience_and_the_knowledge_bases(make_settings: Cal
                               headers={"Authorization": f"Bearer {support_only}"})
         assert refused.status_code == 403 and refused.json()["error"]["param"] == "kb"
         # A token is bound to the audience it was given for: a public answer's token is no good to an internal key.
-        crossed = client.post("/v1/feedback", json=signed(client, VALID, "public"),
+        crossed = client.post("/v1/feedback", json=signed(client, VALID, "public", internal),
                               headers={"Authorization": f"Bearer {internal}"})
         assert crossed.status_code == 400 and crossed.json()["error"]["param"] == "answer_token"
         for key, audience in ((internal, "internal"), (support_only, "public")):
-            assert client.post("/v1/feedback", json=signed(client, VALID, audience),
+            assert client.post("/v1/feedback", json=signed(client, VALID, audience, key),
                                headers={"Authorization": f"Bearer {key}"}).status_code == 201
         assert sorted(row.audience for row in stored(client)) == ["internal", "public"]

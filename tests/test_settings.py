@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,61 @@ def test_secrets_and_url_passwords_are_redacted(monkeypatch: pytest.MonkeyPatch)
     assert "qdrant-secret" not in shown
     assert "db-secret" not in shown
     assert "lorag:***@db" in shown
+
+
+# Every settings field whose value can carry a secret, and the value that carries one. A new text field must be
+# added here or to PLAIN_TEXT, or the test below fails: nothing slips into `lorag config` unclassified.
+SECRET_BEARING: dict[str, object] = {
+    "database.url": "postgresql+psycopg://lorag:CANARY@db:5432/lorag",
+    "store.url": "https://admin:CANARY@qdrant:6333/?api_key=CANARY",
+    "store.api_key": "CANARY",
+    "server.secret_key": "CANARY",
+    "server.rate_limit_url": "redis://:CANARY@redis:6379/1",
+    "queue.redis_url": "rediss://default:CANARY@redis:6380/0",
+    "generator.base_url": "http://vllm:CANARY@vllm:8000/v1?token=CANARY",
+    "generator.api_key": "CANARY",
+    "models.base": "https://user:CANARY@models.example/smollm?access_token=CANARY",
+    "models.embedder": "https://user:CANARY@models.example/minilm",
+    "retrieval.reranker": "https://user:CANARY@models.example/reranker",
+    "slack.bot_token": "CANARY",
+    "slack.signing_secret": "CANARY",
+    "slack.app_token": "CANARY",
+    "slack.api_url": "https://bot:CANARY@slack.example/api/",
+    "slack.source_url": "https://docs.example/{source}?sig=CANARY",
+    "vllm.extra_args": ["--api-key", "CANARY", "--hf-token=CANARY", "--served-model-name", "m"],
+}
+# Text that names things, never holds a credential (a host, a schedule, a prompt the operator wrote).
+PLAIN_TEXT = {"server.host", "store.collection", "finetune.schedule", "finetune.timezone", "vllm.host",
+              "vllm.dtype", "slack.kb", "slack.correction_prefix", "slack.handoff_text", "slack.experts",
+              "server.trusted_proxies"}
+
+
+def _text_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    found = []
+    for name, field in model.model_fields.items():
+        annotation, path = field.annotation, f"{prefix}{name}"
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found += _text_fields(annotation, path + ".")
+        elif any(kind in str(annotation) for kind in ("str", "SecretStr")) and "Literal" not in str(annotation):
+            found.append(path)
+    return found
+
+
+def test_every_text_setting_is_classified_as_secret_bearing_or_plain() -> None:
+    unclassified = sorted(set(_text_fields(Settings)) - set(SECRET_BEARING) - PLAIN_TEXT)
+    assert unclassified == [], f"classify these in SECRET_BEARING or PLAIN_TEXT: {unclassified}"
+
+
+@pytest.mark.parametrize("path", sorted(SECRET_BEARING))
+def test_config_never_shows_a_secret(path: str) -> None:
+    section, name = path.split(".")
+    overrides: dict[str, object] = {section: {name: SECRET_BEARING[path]}}
+    if path == "store.url":
+        overrides["store"] = {"backend": "qdrant", "url": SECRET_BEARING[path]}
+    if path == "queue.redis_url":
+        overrides["queue"] = {"backend": "redis", "redis_url": SECRET_BEARING[path]}
+    if path == "generator.base_url":
+        overrides["generator"] = {"backend": "openai", "base_url": SECRET_BEARING[path]}
+    shown = json.dumps(redacted(load_settings(**overrides)))
+    assert "CANARY" not in shown
+    assert "--served-model-name" in shown or path != "vllm.extra_args"  # only the secret values are masked

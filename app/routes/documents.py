@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import datetime
 from pathlib import PurePath
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from pydantic import BaseModel
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from app.auth import requires
 from app.keys import Principal
 from app.resources import Resources, get_resources
-from core.errors import BackendUnavailable, Forbidden, NotFound, PayloadTooLarge
+from core.errors import BackendUnavailable, Forbidden, InvalidInput, NotFound, PayloadTooLarge, shown
 from core.tables import Document, Job
 from ingest import registry
 from ingest.pipeline import remove
@@ -23,12 +24,15 @@ from ingest.worker import IngestQueue
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
+MAX_NAME_BYTES = 255  # the longest file name ext4, XFS, APFS and NTFS hold; a worker writes the file to parse it
+
 
 class DocumentOut(BaseModel):
     id: str
     kb: str
     audience: str
     source: str
+    source_url: str | None
     title: str | None
     media_type: str | None
     status: str
@@ -65,19 +69,25 @@ async def upload(
     file: Annotated[UploadFile, File(description="The document: PDF, HTML, Markdown, text, DOCX, CSV/TSV, JSONL.")],
     kb: Annotated[str, Form(description="Knowledge base to add it to.")],
     audience: Annotated[Literal["public", "internal"], Form(description="Who may see it.")] = "public",
+    source_url: Annotated[str | None, Form(max_length=2048, description="Where readers find the original "
+                                           "(http or https); citations link there. Without it they show the "
+                                           "file name, unlinked.")] = None,
 ) -> DocumentOut:
     principal.check_kb(kb)
+    source = PurePath(file.filename or "upload").name
     if audience not in principal.audiences:
-        raise Forbidden(f"this API key may not add {audience} documents", param="audience")
+        raise Forbidden(registry.refused_write(kb, source), param="audience")
+    check_source(source)
+    link = check_source_url(source_url) if source_url else None
+    registry.check_writable(resources.sessions, kb=kb, source=source, writable=principal.audiences)
     limit = resources.settings.ingest.max_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
-        raise PayloadTooLarge(f"{file.filename}: over the limit of {limit} bytes; split the document", param="file")
-    source = PurePath(file.filename or "upload").name
+        raise PayloadTooLarge(f"{source[:80]}: over the limit of {limit} bytes; split the document", param="file")
     check_upload(kb=kb, audience=audience, source=source, data=data)
     job_id = registry.create_job(resources.sessions, "upload", kb)
     submitted = registry.submit(resources.sessions, kb=kb, audience=audience, source=source, data=data,
-                                job_id=job_id)
+                                job_id=job_id, writable=principal.audiences, source_url=link)
     if submitted.queued:
         _queue(resources).enqueue([submitted.doc_id])
     return DocumentOut.of(registry.get(resources.sessions, submitted.doc_id))
@@ -105,12 +115,31 @@ def get_job(job_id: str, resources: Annotated[Resources, Depends(get_resources)]
         everything = list(session.scalars(select(Document).where(Document.job_id == job_id)))
     rows = [row for row in everything if may_see(principal, row)]
     if job is None or (everything and not rows) or (job.kb and not may_see_kb(principal, job.kb)):
-        raise NotFound(f"no job with id {job_id!r}", param="id")
+        raise NotFound(f"no job with id {shown(job_id)}", param="id")
     counts = Counter(str(row.status) for row in rows)
     waiting = counts["queued"] + counts["processing"]
     status = "done" if not waiting else "running" if counts["processing"] or len(rows) > waiting else "queued"
     return JobOut(id=job.id, kind=job.kind, kb=job.kb, status=status, total=len(rows), counts=dict(counts),
                   documents=[DocumentOut.of(row) for row in rows], created_at=job.created_at)
+
+
+def check_source(source: str) -> None:
+    """A file name every worker's file system can hold: refused here rather than failing in a worker."""
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise InvalidInput(f"the file name is {size} bytes long; names may have at most {MAX_NAME_BYTES} bytes "
+                           "(UTF-8): rename the file", param="file")
+    if any(ord(char) < 32 or ord(char) == 127 for char in source):
+        raise InvalidInput("the file name holds control characters; rename the file", param="file")
+
+
+def check_source_url(url: str) -> str:
+    """Only an http(s) link with a host becomes a citation link; anything else is refused, not stored."""
+    parsed = urlsplit(url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or any(c.isspace() for c in url.strip()):
+        raise InvalidInput("source_url must be an http:// or https:// link with a host, such as "
+                           "https://help.example.com/refunds", param="source_url")
+    return url.strip()
 
 
 def may_see_kb(principal: Principal, kb: str) -> bool:
@@ -124,7 +153,7 @@ def may_see(principal: Principal, row: Document) -> bool:
 def visible(principal: Principal, row: Document) -> Document:
     """The document, or the same NotFound as a missing one: another audience's documents don't exist for you."""
     if not may_see(principal, row):
-        raise NotFound(f"no document with id {row.id!r}", param="id")
+        raise NotFound(f"no document with id {shown(row.id)}", param="id")
     return row
 
 

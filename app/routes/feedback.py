@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
@@ -16,7 +15,7 @@ from app.keys import Principal
 from app.resources import Resources, get_resources
 from core.db import transaction
 from core.errors import InvalidInput
-from core.tables import Feedback, FeedbackKind
+from core.tables import Feedback, FeedbackKind, utcnow
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -71,14 +70,23 @@ def create_feedback(request: FeedbackRequest, principal: Annotated[Principal, De
     comment = (request.comment or "").strip() or None
     if request.rating is None and comment is None:
         raise InvalidInput("send a rating (1 or -1), a comment, or both", param="rating")
-    answer_tokens.check(answer_tokens.secret_of(resources.settings), request.answer_token,
-                        question=request.question, answer=request.answer, model=request.model, kb=request.kb,
-                        audience=audience_of(principal))
-    row = Feedback(id=str(uuid.uuid4()), kind=FeedbackKind.RATING, kb=request.kb, audience=audience_of(principal),
-                   question=request.question, answer=request.answer, rating=request.rating, comment=comment,
-                   model=request.model, channel=request.channel,
-                   citations=json.dumps([c.model_dump() for c in request.citations]) if request.citations else None)
+    answer_id = answer_tokens.check(answer_tokens.secret_of(resources.settings), request.answer_token,
+                                    question=request.question, answer=request.answer, model=request.model,
+                                    kb=request.kb, audience=audience_of(principal),
+                                    caller=answer_tokens.caller_of(principal))
+    fields = {"kind": FeedbackKind.RATING, "kb": request.kb, "audience": audience_of(principal),
+              "question": request.question, "answer": request.answer, "rating": request.rating, "comment": comment,
+              "model": request.model, "channel": request.channel,
+              "citations": json.dumps([c.model_dump() for c in request.citations]) if request.citations else None}
     with transaction(resources.sessions) as session:
-        session.add(row)
-    return FeedbackCreated(id=row.id)
+        # One row per answer: feedback sent again on the same answer updates it (the last rating wins).
+        row = session.get(Feedback, answer_id, with_for_update=True)
+        if row is None:
+            session.add(Feedback(id=answer_id, **fields))
+        else:  # a rating or comment left out keeps the one sent before (thumbs down, then a comment)
+            for name, value in fields.items():
+                if value is not None or name not in ("rating", "comment"):
+                    setattr(row, name, value)
+            row.created_at = utcnow()
+    return FeedbackCreated(id=answer_id)
 

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from app.auth import current_principal
 from app.resources import Resources, get_resources
 from core import db
-from core.errors import BackendUnavailable
+from core.errors import BackendUnavailable, LoragError
 
 router = APIRouter(tags=["health"])
 
@@ -19,12 +20,14 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Every backend the app needs answers")
-def readyz(resources: Annotated[Resources, Depends(get_resources)]) -> JSONResponse:
+@router.get("/readyz", summary="Every backend the app needs answers: up or down each; details for admin keys")
+def readyz(request: Request, resources: Annotated[Resources, Depends(get_resources)]) -> JSONResponse:
     checks = {"database": _check_database(resources), "vector_store": _check_store(resources),
               "generator": _check_generator(resources),
               "embedder": _check_embedder(resources)}
     ready = all(check["ok"] for check in checks.values())
+    if not _is_admin(request):  # public: no URLs, paths or model names for a stranger to map the deployment with
+        checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503, headers=None if ready else {"Retry-After": "5"})
 
@@ -32,6 +35,16 @@ def readyz(resources: Annotated[Resources, Depends(get_resources)]) -> JSONRespo
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
     return request.app.state.metrics.render()
+
+
+def _is_admin(request: Request) -> bool:
+    """Readiness stays public (load balancers call it keyless); only an admin key sees the details."""
+    if "authorization" not in request.headers:
+        return False
+    try:
+        return current_principal(request).has("admin")
+    except LoragError:
+        return False
 
 
 def _check_database(resources: Resources) -> dict[str, object]:

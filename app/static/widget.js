@@ -355,9 +355,11 @@
   }
 
   function sourceItem(chat, citation) {
-    var href = absoluteUrl(citation.source, ["https:", "http:"]);
+    // Only the link the server checked at upload (`url`), and only http(s) with a host: a file name such as
+    // "https:evil.example.md" is a name, never a link to another host.
+    var href = /^https?:\/\/[^\/\s]/i.test(citation.url || "") ? absoluteUrl(citation.url, ["https:", "http:"]) : null;
     var tipId = nextId("tip");
-    // A source that is a file name, not a URL, goes nowhere but stays focusable so its excerpt can be read.
+    // A source without a link goes nowhere but stays focusable so its excerpt can be read.
     var link = el("a", {
       class: "citation", href: href, target: href && "_blank", rel: href && "noopener noreferrer",
       tabindex: href ? null : "0", "aria-describedby": tipId,
