@@ -335,8 +335,12 @@ def tag(
     text_field: Annotated[str | None, typer.Option(help="Text column; default the first of item, text, "
                                                    "description, name.")] = None,
     shots: Annotated[int, typer.Option(min=0, help="Labelled neighbours shown per item.")] = 3,
-    batch_size: Annotated[int, typer.Option(min=1, help="Items generated together (bench/tag.py).")] = 32,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Items tagged together; default: as many as take "
+                                                   "about 20 s at the speed measured on the first items.")] = None,
     retry_failed: Annotated[bool, typer.Option(help="On resume, tag the items that failed before again.")] = False,
+    review_below: Annotated[float | None, typer.Option(min=0, max=1, help="Also write items whose confidence is "
+                                                       "below this to OUTPUT's .review.jsonl (items that need "
+                                                       "review always go there).")] = None,
 ) -> None:
     """Tag every item against a taxonomy. Resumable: run it again to continue where it stopped.
     Exit code 1 if any item got no valid tags (the output gives the reason)."""
@@ -344,7 +348,8 @@ def tag(
 
     raise typer.Exit(tagging_cli.tag_command(
         _settings(), input_path, output, taxonomy=taxonomy, task=task, model=model, examples=examples,
-        id_field=id_field, text_field=text_field, shots=shots, batch_size=batch_size, retry_failed=retry_failed))
+        id_field=id_field, text_field=text_field, shots=shots, batch_size=batch_size, retry_failed=retry_failed,
+        review_below=review_below))
 
 
 @cli.command()

@@ -27,6 +27,16 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from pydantic import ValidationError
 
+from app.tagging_confidence import (
+    Calibration,
+    Distribution,
+    Scorer,
+    blend,
+    decide,
+    field_specs,
+    knn_distribution,
+    one_hot,
+)
 from core.errors import ConfigError, InvalidInput
 from finetune.prompts import classification_messages, json_schema, parse_output
 from finetune.tasks import TaskSpec, Taxonomy, load_task, read_mapping
@@ -38,6 +48,7 @@ logger = logging.getLogger(__name__)
 MAX_ITEM_CHARS = 2000  # longer texts are cut: a menu item or product line fits, and the prompt stays in context
 RETRY_EXTRA_SHOTS = 2
 WINDOW_BATCHES = 4  # items are sorted by length within windows of this many batches, so a batch pads little
+KNN_K = 10  # labelled neighbours voting on each item (more than the prompt shows: a vote needs a count)
 
 Output = str | dict[str, Any]
 Shot = tuple[str, Output]
@@ -57,14 +68,20 @@ class TagResult:
     text: str
     tags: Output | None
     valid: bool
-    confidence: float | None  # geometric-mean probability of the reply's tokens; None where the backend has none
+    confidence: float | None  # the least sure field's measured probability of being right (tagging_confidence)
     model: str  # the adapter version, or the base model's name
     attempts: int
     error: str | None = None
+    needs_review: bool = False  # a flagged value was held back or contradicted an implication: see `review`
+    review: tuple[str, ...] = ()
+    field_confidence: dict[str, float] | None = None
 
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
         row["confidence"] = None if self.confidence is None else round(self.confidence, 4)
+        row["review"] = list(self.review)
+        row["field_confidence"] = None if self.field_confidence is None else \
+            {name: round(p, 4) for name, p in self.field_confidence.items()}
         return row
 
 
@@ -103,29 +120,55 @@ class ShotIndex:
     def nearest(self, texts: Sequence[str], k: int) -> list[tuple[Shot, ...]]:
         """Per text, up to k examples, the most similar last (nearest the item in the prompt). An example with
         the item's own text is skipped, so an item never answers itself (an evaluation would leak)."""
+        return [tuple(shot for shot, _similarity in reversed(found)) for found in self.neighbours(texts, k)]
+
+    def neighbours(self, texts: Sequence[str], k: int) -> list[list[tuple[Shot, float]]]:
+        """Per text, up to k (example, cosine similarity), the most similar first; never the text itself."""
         if k <= 0 or not self.examples or not texts:
-            return [() for _ in texts]
+            return [[] for _ in texts]
         similarities = self.embedder.embed_batch(list(texts)) @ self._vectors.T
-        chosen = []
+        found = []
         for text, row in zip(texts, similarities, strict=True):
             own = _normal(text)
             order = [int(i) for i in np.argsort(-row, kind="stable") if self._keys[int(i)] != own][:k]
-            chosen.append(tuple(self.examples[i] for i in reversed(order)))
-        return chosen
+            found.append([(self.examples[i], float(row[i])) for i in order])
+        return found
+
+
+@dataclass(frozen=True)
+class Raw:
+    """One item before the taxonomy's rules: the model's distribution and the neighbours' vote, or the failure."""
+
+    model: Distribution | None  # None: no tags (see `failure`)
+    knn: Distribution | None  # None: no labelled examples to vote
+    measured: bool  # the model's probabilities were measured (scored, or a scored generation)
+    name: str  # the model that tagged it
+    attempts: int
+    failure: TagResult | None = None
 
 
 class Tagger:
-    """Tags items in batches; each item gets a result, valid or with the reason it has no tags."""
+    """Tags items in batches; each item gets a result, valid or with the reason it has no tags.
 
-    def __init__(self, generator: Generator, task: TaskSpec, *, model: str | None, shots: ShotIndex | None = None,
-                 k_shots: int = 3, batch_size: int = 16, max_new_tokens: int = 64) -> None:
+    With a `scorer` (constrained decoding with probabilities, in-process) every output is valid by construction and
+    the probabilities are the model's; without one the generator writes and validation retries. Either way the
+    vote of the `knn_k` nearest labelled examples is blended in with `calibration`'s weights, and
+    `tagging_confidence.decide` applies the taxonomy's implications and precision floors.
+    """
+
+    def __init__(self, generator: Generator | None, task: TaskSpec, *, model: str | None,
+                 shots: ShotIndex | None = None, k_shots: int = 3, batch_size: int = 16, max_new_tokens: int = 64,
+                 scorer: Scorer | None = None, calibration: Calibration | None = None, knn_k: int = KNN_K) -> None:
         if task.taxonomy is None:
             raise ConfigError(f"task {task.name} has no taxonomy to tag with")
-        if batch_size < 1 or k_shots < 0 or max_new_tokens < 1:
-            raise InvalidInput("batch_size and max_new_tokens must be at least 1, k_shots at least 0")
+        if batch_size < 1 or k_shots < 0 or max_new_tokens < 1 or knn_k < 0:
+            raise InvalidInput("batch_size and max_new_tokens must be at least 1, k_shots and knn_k at least 0")
+        if generator is None and scorer is None:
+            raise ConfigError("a tagger needs a generator or a scorer")
         self.generator, self.task, self.taxonomy = generator, task, task.taxonomy
         self.model, self.shots, self.k_shots = model, shots, k_shots
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.scorer, self.calibration, self.knn_k = scorer, calibration, knn_k
 
     def tag(self, items: Sequence[Item]) -> list[TagResult]:
         """Results in the order of `items`; ids must be unique."""
@@ -147,11 +190,42 @@ class Tagger:
         empty = [item for item in items if not item.text.strip()]
         todo = [Item(item.id, item.text[:MAX_ITEM_CHARS]) for item in items if item.text.strip()]
         results = {item.id: self._failed(item, "empty text: nothing to tag", attempts=0) for item in empty}
-        shots = self.shots.nearest([item.text for item in todo], self.k_shots + RETRY_EXTRA_SHOTS) if self.shots \
-            else [() for _ in todo]
+        for item, raw in zip(todo, self.raw(todo), strict=True):
+            results[item.id] = raw.failure or self._decided(item, raw)
+        return [results[item.id] for item in items]
+
+    def raw(self, items: Sequence[Item]) -> list[Raw]:
+        """Per item (with text), the model's distribution and the neighbours' vote before any rule: what
+        `tag_batch` decides on, and what calibration is fitted to."""
+        found = self.shots.neighbours([item.text for item in items], max(self.k_shots + RETRY_EXTRA_SHOTS,
+                                                                          self.knn_k)) \
+            if self.shots else [[] for _ in items]
+        votes = [knn_distribution(self.taxonomy, [(output, sim) for (_text, output), sim in near[:self.knn_k]])
+                 if near and self.knn_k else None for near in found]
+        shots = [tuple(shot for shot, _sim in reversed(near[:self.k_shots + RETRY_EXTRA_SHOTS])) for near in found]
+        if self.scorer is not None:
+            scorer = self.scorer
+            return [Raw(scorer.score(self.messages(item, shot[-self.k_shots:] if self.k_shots else ()),
+                                     self.taxonomy), vote, True, self.model or scorer.name, 1)
+                    for item, shot, vote in zip(items, shots, votes, strict=True)]
+        return [Raw(None, vote, False, result.model, result.attempts, result) if not result.valid else
+                Raw(_soft(self.taxonomy, result.tags, result.confidence), vote, result.confidence is not None,
+                    result.model, result.attempts)
+                for result, vote in zip(self._generated(items, shots), votes, strict=True)]
+
+    def _decided(self, item: Item, raw: Raw) -> TagResult:
+        weights = self.calibration.weights if self.calibration is not None else {}
+        decision = decide(self.taxonomy, blend(raw.model, raw.knn, weights), self.calibration)
+        measured = raw.measured or raw.knn is not None  # a bare unscored generation has no probability
+        return TagResult(item.id, item.text, decision.tags, True, decision.confidence if measured else None,
+                         raw.name, raw.attempts, None, bool(decision.review), decision.review,
+                         decision.fields if measured else None)
+
+    def _generated(self, todo: Sequence[Item], shots: Sequence[tuple[Shot, ...]]) -> list[TagResult]:
+        """Generate, validate, and retry the invalid ones once with more examples and the reason."""
         first = self._generate([self.messages(item, shot[-self.k_shots:] if self.k_shots else ())
                                 for item, shot in zip(todo, shots, strict=True)])
-        retry = []
+        results, retry = {}, []
         for item, shot, generation in zip(todo, shots, first, strict=True):
             result = self._read(item, generation, attempts=1)
             results[item.id] = result
@@ -159,7 +233,7 @@ class Tagger:
                 retry.append((item, self._retry_messages(item, shot, generation.text, result.error or "")))
         for (item, _messages), generation in zip(retry, self._generate([m for _i, m in retry]), strict=True):
             results[item.id] = self._read(item, generation, attempts=2)
-        return [results[item.id] for item in items]
+        return [results[item.id] for item in todo]
 
     def messages(self, item: Item, shots: tuple[Shot, ...] = ()) -> list[dict[str, str]]:
         """The prompt of one item: the one the task's adapter was trained on, with `shots` as earlier turns."""
@@ -193,6 +267,7 @@ class Tagger:
         return outcomes
 
     def _generate_all(self, requests: Sequence[Messages]) -> list[Generation]:
+        assert self.generator is not None, "without a scorer a tagger has a generator"
         if isinstance(self.generator, BatchGenerator):
             return self.generator.generate_batch([(messages, self.model) for messages in requests],
                                                  max_new_tokens=self.max_new_tokens, with_scores=True)
@@ -222,8 +297,19 @@ class Tagger:
 
     def _failed(self, item: Item, reason: str, attempts: int) -> TagResult:
         # models() of a server is a request: asked only here, where no generation named the model
-        return TagResult(item.id, item.text, None, False, None, self.model or self.generator.models()[0], attempts,
-                         reason)
+        name = self.model or (self.scorer.name if self.scorer is not None else None)
+        return TagResult(item.id, item.text, None, False, None, name or self.generator.models()[0],  # type: ignore[union-attr]
+                         attempts, reason)
+
+
+def _soft(taxonomy: Taxonomy, tags: Output | None, confidence: float | None) -> Distribution:
+    """A generated output as a distribution: its choices get the reply's probability (1 unmeasured), the rest
+    share what is left."""
+    c = 1.0 if confidence is None else confidence
+    hard = one_hot(taxonomy, tags)
+    return {name: {value: c if chosen else (1 - c) / (max(len(values) - 1, 1) if not multi else 1)
+                   for value, chosen in hard[name].items()}
+            for name, (multi, values) in ((n, field_specs(taxonomy)[n]) for n in hard)}
 
 
 def _normal(text: str) -> str:

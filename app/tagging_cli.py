@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from app.tagging import Item, ShotIndex, Tagger, TagResult, load_taxonomy, matching_task, shot_examples
+from app.tagging import Item, Raw, ShotIndex, Tagger, TagResult, load_taxonomy, matching_task, shot_examples
+from app.tagging_confidence import Calibration, TransformersScorer, fit_calibration
 from core.errors import InvalidInput, NotFound
 from core.settings import Settings
 from finetune.prompts import parse_output
@@ -45,6 +46,11 @@ FORMATS = (".csv", ".jsonl", ".parquet")
 TEXT_FIELDS = ("item", "text", "description", "name")
 TAG_FIELDS = ("tags", "label", "labels")
 MAX_PROBLEMS = 20
+JSON_COLUMNS = frozenset({"tags", "review", "field_confidence"})
+MAX_CALIBRATION_ITEMS = 60  # validation items the blend weights and precision-floor thresholds are fitted on
+PROBE_ITEMS = 2  # tagged first to measure the speed that sets an automatic batch size
+BATCH_SECONDS = 20.0  # an automatic batch takes about this long, so the first rows are on disk within a minute
+MAX_AUTO_BATCH = 32
 
 
 # --- files ------------------------------------------------------------------------------------------------------
@@ -136,8 +142,11 @@ def write_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
                                  encoding="utf-8")
         else:
             frame = pd.DataFrame(list(rows), columns=list(rows[0]) if rows else list(TagResult.__dataclass_fields__))
-            # Tags are JSON text in a table cell: a labels taxonomy's string and a fields taxonomy's object alike.
-            frame["tags"] = [None if tags is None else json.dumps(tags, ensure_ascii=False) for tags in frame["tags"]]
+            # Tags are JSON text in a table cell: a labels taxonomy's string and a fields taxonomy's object alike;
+            # so are the review reasons and the per-field confidences.
+            for column in JSON_COLUMNS & set(frame.columns):
+                frame[column] = [None if value is None else json.dumps(value, ensure_ascii=False)
+                                 for value in frame[column]]
             frame.to_csv(temporary, index=False) if suffix == ".csv" else frame.to_parquet(temporary, index=False)
         _fsync(temporary)
         os.replace(temporary, path)
@@ -210,31 +219,54 @@ class Checkpoint:
 
 
 def run_resumable(tagger: Tagger, items: Sequence[Item], output: Path, *, retry_failed: bool = False,
-                  show_progress: bool = True) -> dict[str, int]:
-    """Tag what the checkpoint lacks, then write OUTPUT whole. Returns counts: total, valid, failed, resumed."""
+                  show_progress: bool = True, auto_batch: bool = False) -> dict[str, int]:
+    """Tag what the checkpoint lacks, then write OUTPUT whole. Returns counts: total, valid, failed, resumed,
+    needs_review. `auto_batch`: the batch size is set from the speed of the first PROBE_ITEMS items."""
     header = {"taxonomy": stable_hash(tagger.taxonomy.model_dump()), "model": tagger.model}
     checkpoint = Checkpoint(output, header)
     done = checkpoint.load()
     keep = {key: row for key, row in done.items() if row["valid"] or not retry_failed}
     todo = [item for item in items if item.id not in keep]
+    resumed = len(items) - len(todo)
+
+    def save(batch: list[TagResult]) -> None:
+        rows = [result.as_row() for result in batch]
+        checkpoint.append(rows)
+        keep.update((row["id"], row) for row in rows)
+        advance(len(rows))
+
     with _progress(len(items), len(items) - len(todo), show_progress) as advance:
+        if auto_batch and todo:
+            started = time.perf_counter()
+            save(tagger.tag_batch(todo[:PROBE_ITEMS]))
+            tagger.batch_size = auto_batch_size((time.perf_counter() - started) / len(todo[:PROBE_ITEMS]))
+            logger.info("%.1fs per item: batches of %d", (time.perf_counter() - started) / PROBE_ITEMS,
+                        tagger.batch_size)
+            todo = todo[PROBE_ITEMS:]
         for batch in tagger.batches(todo):
-            rows = [result.as_row() for result in batch]
-            checkpoint.append(rows)
-            keep.update((row["id"], row) for row in rows)
-            advance(len(rows))
+            save(batch)
     rows = [keep[item.id] for item in items]
     write_table(output, rows)
     checkpoint.path.unlink()
     valid = sum(row["valid"] for row in rows)
-    return {"total": len(rows), "valid": valid, "failed": len(rows) - valid, "resumed": len(items) - len(todo)}
+    return {"total": len(rows), "valid": valid, "failed": len(rows) - valid, "resumed": resumed,
+            "needs_review": sum(bool(row.get("needs_review")) for row in rows)}
+
+
+def auto_batch_size(seconds_per_item: float) -> int:
+    """As many items as take about BATCH_SECONDS at the measured speed, 1 to MAX_AUTO_BATCH.
+
+    >>> auto_batch_size(2.0), auto_batch_size(0.1), auto_batch_size(60.0)
+    (10, 32, 1)
+    """
+    return max(1, min(MAX_AUTO_BATCH, int(BATCH_SECONDS / max(seconds_per_item, 1e-9))))
 
 
 @contextmanager
 def _progress(total: int, already: int, show: bool) -> Iterator[Callable[[int], None]]:
-    """A bar of items with the rate of this run (items/s), skipped items counted as done."""
+    """A bar of items with the rate of this run (items/s) and the time left at it, skipped items counted as done."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[rate]}"))
+               TextColumn("{task.fields[rate]}"), TextColumn("left"), TimeRemainingColumn())
     started, tagged = time.perf_counter(), 0
     with Progress(*columns, disable=not show) as progress:
         bar = progress.add_task("tagging", total=total, completed=already, rate="")
@@ -252,8 +284,10 @@ def _progress(total: int, already: int, show: bool) -> Iterator[Callable[[int], 
 
 def tag_command(settings: Settings, input_path: Path, output: Path, *, taxonomy: Path | None, task: str | None,
                 model: str | None, examples: Path | None, id_field: str | None, text_field: str | None,
-                shots: int, batch_size: int, retry_failed: bool) -> int:
-    """`lorag tag`; the exit code is 1 when any item has no valid tags (the output holds their reasons)."""
+                shots: int, batch_size: int | None, retry_failed: bool, review_below: float | None = None) -> int:
+    """`lorag tag`; the exit code is 1 when any item has no valid tags (the output holds their reasons).
+    `batch_size` None: chosen from the measured speed. Items below `review_below` confidence, and those marked
+    needs_review, also go to OUTPUT's `.review.jsonl` sibling."""
     spec = tagging_spec(settings, taxonomy, task)
     items = items_of(read_table(input_path), input_path, id_field=id_field, text_field=text_field)
     _format(output, "output")  # before the model loads: a bad name costs nothing, and nothing is written
@@ -261,13 +295,35 @@ def tag_command(settings: Settings, input_path: Path, output: Path, *, taxonomy:
         raise InvalidInput(f"output folder {output.parent} does not exist")
     if output.exists() and not Checkpoint(output, {}).path.exists():
         raise InvalidInput(f"{output} exists (a finished run); delete it or name another --output to tag again")
-    tagger = build_tagger(settings, spec, model, examples, shots=shots, batch_size=batch_size)
+    tagger = build_tagger(settings, spec, model, examples, shots=shots, batch_size=batch_size or PROBE_ITEMS)
     typer.echo(f"tagging {len(items)} items of {input_path} with {tagger.model or 'the base model'} "
-               f"({spec.name}, {len(tagger.shots or ())} labelled examples for the prompts)")
-    counts = run_resumable(tagger, items, output, retry_failed=retry_failed)
+               f"({spec.name}, {len(tagger.shots or ())} labelled examples for the prompts and the vote)")
+    counts = run_resumable(tagger, items, output, retry_failed=retry_failed, auto_batch=batch_size is None)
     typer.echo(f"tagged {counts['total']}: {counts['valid']} valid, {counts['failed']} failed with a reason, "
-               f"{counts['resumed']} from an earlier run -> {output}")
+               f"{counts['needs_review']} need review, {counts['resumed']} from an earlier run -> {output}")
+    if review_below is not None or counts["needs_review"]:
+        path, count = write_review(output, review_below)
+        typer.echo(f"{count} item(s) to review (needs_review, or confidence below {review_below}) -> {path}")
     return 1 if counts["failed"] else 0
+
+
+def write_review(output: Path, below: float | None) -> tuple[Path, int]:
+    """OUTPUT.review.jsonl: the rows marked needs_review, and those whose confidence is below `below`."""
+    rows = read_table(output)
+    if output.suffix.lower() != ".jsonl":  # a table cell holds the review reasons as JSON text
+        rows = [{**row, "needs_review": row.get("needs_review") in (True, "True", "true")} for row in rows]
+    chosen = [row for row in rows if row["valid"] in (True, "True") and (
+        row.get("needs_review") or (below is not None and _float(row.get("confidence")) < below))]
+    path = output.with_name(output.stem + ".review.jsonl")
+    write_table(path, chosen)
+    return path, len(chosen)
+
+
+def _float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0  # no measured confidence: review it
 
 
 def eval_tagging(settings: Settings, gold: Path, *, taxonomy: Path | None, task: str | None, model: str | None,
@@ -321,21 +377,76 @@ def tagging_spec(settings: Settings, taxonomy: Path | None, task: str | None) ->
 
 
 def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples: Path | None, *, shots: int,
-                 batch_size: int) -> Tagger:
+                 batch_size: int, calibrate: bool = True) -> Tagger:
+    """The in-process model scores the taxonomy's values (constrained decoding with probabilities); a model server
+    (vLLM) generates under its JSON schema. Labelled examples serve the prompts and the neighbours' vote, and held-out
+    ones fit the calibration (cached per model, taxonomy and data)."""
     from app import ingest_cli
     from retrieval.factory import build_answer_generator
 
     with ingest_cli.open_registry(settings) as sessions:
         adapter = _adapter(sessions, spec, model)
-    generator = build_answer_generator(settings)
-    if adapter is not None and hasattr(generator, "add_adapter"):  # vLLM serves its adapters by name already
-        generator.add_adapter(adapter.name, adapter.path)
     name = adapter.name if adapter is not None else model
-    pool = _shot_pool(spec, examples) if shots > 0 else []
+    pool, held_out = _shot_pool(spec, examples)
     index = ShotIndex(_embedder(settings), pool) if pool else None
-    max_new_tokens = spec.evaluation.max_new_tokens
-    return Tagger(generator, spec, model=name, shots=index, k_shots=shots, batch_size=batch_size,
-                  max_new_tokens=max_new_tokens)
+    scorer, generator = None, None
+    if settings.generator.backend == "transformers":
+        scorer = _scorer(settings, adapter, model)
+    else:
+        generator = build_answer_generator(settings)
+        if adapter is not None and hasattr(generator, "add_adapter"):  # vLLM serves its adapters by name already
+            generator.add_adapter(adapter.name, adapter.path)
+    tagger = Tagger(generator, spec, model=name, shots=index, k_shots=shots, batch_size=batch_size,
+                    max_new_tokens=spec.evaluation.max_new_tokens, scorer=scorer)
+    if calibrate:
+        tagger.calibration = calibration_of(settings, tagger, held_out)
+    return tagger
+
+
+def _scorer(settings: Settings, adapter: AdapterRecord | None, model: str | None) -> TransformersScorer:
+    from core import models
+
+    base = models.served_name(settings.models.base)
+    if adapter is None and model not in (None, base):
+        raise NotFound(f"unknown model {model!r}: not an adapter version or task in the registry, nor the base "
+                       f"model {base}", param="model")
+    network, tokenizer = models.load_causal_lm(models.resolve(settings.models.base, settings.models_dir),
+                                               settings.models.device)
+    if adapter is not None:
+        from peft import PeftModel
+
+        network = PeftModel.from_pretrained(network, str(adapter.path), is_trainable=False).eval()
+    return TransformersScorer(network, tokenizer, name=adapter.name if adapter is not None else base)
+
+
+def calibration_of(settings: Settings, tagger: Tagger, held_out: Sequence[Record]) -> Calibration | None:
+    """Fitted on held-out labelled items (at most MAX_CALIBRATION_ITEMS) and saved under LORAG_HOME/runs/
+    calibration, so it is measured once per model, taxonomy, data and prompt; None without held-out items."""
+    chosen = sorted(held_out, key=lambda record: record.key)[:MAX_CALIBRATION_ITEMS]
+    if not chosen:
+        typer.echo("no held-out labelled items to calibrate on: values with a precision floor go to review")
+        return None
+    data_hash = stable_hash([[record.prompt, record.output] for record in chosen])
+    key = stable_hash({"model": tagger.model, "scorer": tagger.scorer.name if tagger.scorer else None,
+                       "taxonomy": tagger.taxonomy.model_dump(), "data": data_hash, "shots": tagger.k_shots,
+                       "knn": tagger.knn_k, "pool": len(tagger.shots or ())})[:16]
+    path = settings.runs_dir / "calibration" / f"{key}.json"
+    if path.exists():
+        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    typer.echo(f"calibrating on {len(chosen)} held-out items (once per model, taxonomy and data)")
+    items = [Item(str(number), record.prompt) for number, record in enumerate(chosen)]
+    raws: list[Raw] = []
+    with _progress(len(items), 0, True) as advance:
+        for start in range(0, len(items), tagger.batch_size):
+            raws += tagger.raw(items[start:start + tagger.batch_size])
+            advance(len(raws) - start)
+    rows = [(raw.model, raw.knn, record.output) for raw, record in zip(raws, chosen, strict=True)
+            if raw.failure is None]
+    calibration = fit_calibration(tagger.taxonomy, rows, data_hash)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**calibration.as_dict(), "key": key, "model": tagger.model}, indent=2) + "\n",
+                    encoding="utf-8")
+    return calibration
 
 
 def _adapter(sessions: sessionmaker[Session], spec: TaskSpec, model: str | None) -> AdapterRecord | None:
@@ -353,16 +464,20 @@ def _adapter(sessions: sessionmaker[Session], spec: TaskSpec, model: str | None)
         return None  # the base model's name, or a name the model server knows; the generator checks it
 
 
-def _shot_pool(spec: TaskSpec, examples: Path | None) -> list[tuple[str, Any]]:
-    """`--examples`, else the training split of the task's own labelled data (never its test split)."""
+def _shot_pool(spec: TaskSpec, examples: Path | None) -> tuple[list[tuple[str, Any]], list[Record]]:
+    """(examples for the prompts and the vote, held-out items to calibrate on): `--examples` (calibrated
+    leave-one-out: an item never sees itself), else the task's training split and its validation split (never its
+    test split)."""
     from finetune.data import dedupe, load_records, split
 
     if examples is not None:
-        return shot_examples(labelled_records(examples, spec, text_field=None, tags_field=None))
+        records = labelled_records(examples, spec, text_field=None, tags_field=None)
+        return shot_examples(records), records
     if not spec.data.sources:
-        return []
+        return [], []
     records, _dropped = dedupe(load_records(spec))
-    return shot_examples(split(records, spec.split)["train"])
+    splits = split(records, spec.split)
+    return shot_examples(splits["train"]), splits["validation"]
 
 
 def _embedder(settings: Settings) -> Embedder:

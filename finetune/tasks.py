@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.errors import ConfigError, LoragError
+from core.errors import ConfigError, LoragError, shown
 
 Kind = Literal["grounded-qa", "classification", "chat"]
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
@@ -80,6 +80,22 @@ class Field_(Spec):
     type: Literal["single", "multi"] = "single"
     values: list[str] = Field(min_length=2)
     description: str = ""
+    precision_floor: float | None = Field(None, gt=0, le=1, description="Safety-critical values (an allergen, a "
+                                          "diet): one is emitted only when its probability clears the threshold "
+                                          "that reached this precision on validation data; else needs review.")
+    implies: dict[str, list[str]] = Field(default_factory=dict, description="multi fields: value → the values it "
+                                          "implies (vegan: [vegetarian, dairy-free]); a contradiction is resolved "
+                                          "by not emitting the premise.")
+
+    @model_validator(mode="after")
+    def _known_implications(self) -> Field_:
+        unknown = sorted({v for premise, implied in self.implies.items() for v in [premise, *implied]}
+                         - set(self.values))
+        if unknown:
+            raise ValueError(f"implies names values the field does not have: {', '.join(unknown)}")
+        if self.implies and self.type != "multi":
+            raise ValueError("implies needs a multi field: a single field holds one value, which implies no other")
+        return self
 
 
 class Taxonomy(Spec):
@@ -88,6 +104,8 @@ class Taxonomy(Spec):
     labels: list[str] | None = None
     fields: dict[str, Field_] | None = None
     description: str = ""
+    precision_floor: float | None = Field(None, gt=0, le=1, description="labels taxonomies: as a field's "
+                                          "precision_floor, for every label.")
 
     @model_validator(mode="after")
     def _one_shape(self) -> Taxonomy:
@@ -220,7 +238,7 @@ def find_task(tasks: list[TaskSpec], name: str) -> TaskSpec:
     for task in tasks:
         if task.name == name:
             return task
-    raise ConfigError(f"unknown task {name!r}; declared: {', '.join(t.name for t in tasks) or 'none'}")
+    raise ConfigError(f"unknown task {shown(name)}; declared: {', '.join(t.name for t in tasks) or 'none'}")
 
 
 def _with_path(raw: dict[str, Any], path: Path) -> dict[str, Any]:

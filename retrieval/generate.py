@@ -178,6 +178,9 @@ class TransformersGenerator:
         prefix = _shared_prefix(rows) if len(set(names)) == 1 else 0
         config = self._config(max_new_tokens, 0.0)
         config.output_scores = config.return_dict_in_generate = with_scores
+        # The limit is per row: a batch of 32 does 32 rows' work, so one row's limit would cut every large batch.
+        limit = self.timeout_s * len(rows) if self.timeout_s is not None else None
+        config.max_time = limit
         with self._lock:
             for name in sorted(set(names) - {self.base_name}):
                 # loaded outside inference mode: peft's set_adapter later sets requires_grad, which inference
@@ -195,7 +198,7 @@ class TransformersGenerator:
                 logprobs = (self._model.compute_transition_scores(sequences, output.scores, normalize_logits=True)
                             if with_scores else None)
         self._check_time(time.perf_counter() - started,
-                         [self._until_stop(row[width:].tolist()) for row in sequences], max_new_tokens)
+                         [self._until_stop(row[width:].tolist()) for row in sequences], max_new_tokens, limit)
         results = []
         for index, name in enumerate(names):
             completion = self._until_stop(sequences[index, width:].tolist())
@@ -317,13 +320,17 @@ class TransformersGenerator:
                                 eos_token_id=self._model.generation_config.eos_token_id,
                                 pad_token_id=self._tokenizer.pad_token_id)
 
-    def _check_time(self, elapsed: float, completions: list[list[int]], max_new_tokens: int) -> None:
-        """Raise if `max_time` cut a generation off: a row neither stopped nor reached its token limit."""
-        if self.timeout_s is None or elapsed < self.timeout_s:
+    def _check_time(self, elapsed: float, completions: list[list[int]], max_new_tokens: int,
+                    limit: float | None = None) -> None:
+        """Raise if `max_time` cut a generation off: a row neither stopped nor reached its token limit.
+        `limit` is the batch's own (timeout_s per row); a single generation's is timeout_s."""
+        limit = limit if limit is not None else self.timeout_s
+        if limit is None or elapsed < limit:
             return
         if any(self._finish_reason(c, max_new_tokens) == "stop" and not self._stopped(c) for c in completions):
             raise BackendUnavailable(f"the generation took longer than LORAG_GENERATOR__TIMEOUT_S={self.timeout_s:g}s"
-                                     " and was stopped; retry, or raise the limit", code="generation_timeout")
+                                     f" per item ({limit:g}s for {len(completions)}) and was stopped; retry, or raise"
+                                     " the limit", code="generation_timeout")
 
     def _stopped(self, completion: list[int]) -> bool:
         eos = self._model.generation_config.eos_token_id

@@ -230,7 +230,7 @@ def test_a_killed_run_resumes_without_duplicates_or_drops(tmp_path: Path) -> Non
     counts = run_resumable(tagger(again), todo, output, show_progress=False)
     rows = read_table(output)
     assert [row["id"] for row in rows] == [item.id for item in todo]  # each once, in input order
-    assert counts == {"total": 10, "valid": 9, "failed": 1, "resumed": 6}
+    assert counts == {"total": 10, "valid": 9, "failed": 1, "resumed": 6, "needs_review": 0}
     assert sorted(again.asked) == sorted(f"Item: {item.text}" for item in todo if item.id not in done_before)
     failed = next(row for row in rows if row["id"] == "i4")
     assert failed["valid"] is False and "no JSON object" in failed["error"]

@@ -1,0 +1,159 @@
+"""Measured confidence and the taxonomy's safety rules: the neighbours' vote, calibration, implications, floors.
+
+Unit tests drive `decide` and `fit_calibration` with hand-made distributions; the slow test scores real items with
+the base model under constrained decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from app.tagging import Item, Tagger, tagging_task
+from app.tagging_cli import auto_batch_size, read_table, run_resumable, write_review
+from app.tagging_confidence import (
+    NEVER,
+    Calibration,
+    Distribution,
+    decide,
+    enforce_implications,
+    expected_calibration_error,
+    fit_calibration,
+    floor_threshold,
+    knn_distribution,
+)
+from core.errors import ConfigError
+from finetune.prompts import parse_output
+from finetune.tasks import Taxonomy
+from retrieval.generate import Messages
+
+DIET = Taxonomy(fields={
+    "course": {"type": "single", "values": ["starter", "main"]},
+    "diet": {"type": "multi", "values": ["vegetarian", "vegan", "dairy-free"], "precision_floor": 0.9,
+             "implies": {"vegan": ["vegetarian", "dairy-free"]}}})
+SURE = Calibration(thresholds={"diet": {"vegetarian": 0.6, "vegan": 0.6, "dairy-free": 0.6}})
+
+
+def dist(vegetarian: float, vegan: float, dairy_free: float, main: float = 0.8) -> Distribution:
+    return {"course": {"starter": 1 - main, "main": main},
+            "diet": {"vegetarian": vegetarian, "vegan": vegan, "dairy-free": dairy_free}}
+
+
+def test_implications_are_checked_against_the_field() -> None:
+    with pytest.raises(ValueError, match="implies names values the field does not have: meat"):
+        Taxonomy(fields={"diet": {"type": "multi", "values": ["vegan", "vegetarian"], "implies": {"vegan": ["meat"]}}})
+
+
+def test_a_contradiction_withholds_the_premise_and_asks_for_review() -> None:
+    decision = decide(DIET, dist(vegetarian=0.2, vegan=0.9, dairy_free=0.9), SURE)
+    assert decision.tags["diet"] == ["dairy-free"]  # vegan without vegetarian is never emitted
+    assert decision.review and "vegan" in decision.review[0]
+    assert enforce_implications(DIET, dist(0.2, 0.9, 0.9))["diet"]["vegan"] == 0.2
+
+
+def test_a_flag_below_its_threshold_is_held_back_for_review() -> None:
+    clear = decide(DIET, dist(vegetarian=0.95, vegan=0.9, dairy_free=0.97), SURE)
+    assert clear.tags["diet"] == ["vegetarian", "vegan", "dairy-free"] and clear.review == ()
+    doubtful = decide(DIET, dist(vegetarian=0.95, vegan=0.55, dairy_free=0.97), SURE)
+    assert doubtful.tags["diet"] == ["vegetarian", "dairy-free"]
+    assert len(doubtful.review) == 1 and "vegan" in doubtful.review[0]
+    assert doubtful.confidence == pytest.approx(0.45)  # the least sure decision: vegan left out at p 0.55
+
+
+def test_without_calibration_every_flag_goes_to_review() -> None:
+    decision = decide(DIET, dist(vegetarian=0.99, vegan=0.01, dairy_free=0.01), None)
+    assert decision.tags["diet"] == [] and len(decision.review) == 1
+
+
+def test_the_threshold_is_the_least_that_reaches_the_floor() -> None:
+    pairs = [(0.55, False), (0.6, False), (0.7, True), (0.8, True), (0.85, True), (0.9, True), (0.95, True),
+             (0.2, True)]
+    assert floor_threshold(pairs, 0.9) == (0.7, 1.0, 5)
+    assert floor_threshold(pairs, 0.9)[0] > 0.6
+    assert floor_threshold(pairs[:4], 0.5)[0] == NEVER  # fewer than MIN_SUPPORT items cleared any threshold
+
+
+def test_calibration_weighs_the_better_source_and_sets_floors() -> None:
+    gold = [{"course": "main", "diet": ["vegetarian"]}] * 6 + [{"course": "starter", "diet": []}] * 6
+    model = [dist(0.9, 0.1, 0.1, main=0.9)] * 6 + [dist(0.1, 0.1, 0.1, main=0.1)] * 6  # right
+    knn = [dist(0.5, 0.5, 0.5, main=0.5)] * 12  # uninformative
+    calibration = fit_calibration(DIET, list(zip(model, knn, gold, strict=True)), "hash")
+    assert calibration.weights == {"course": 1.0, "diet": 1.0}
+    assert calibration.thresholds["diet"]["vegetarian"] == pytest.approx(0.9)
+    assert calibration.thresholds["diet"]["vegan"] == NEVER  # never right when present: no threshold reaches it
+    assert Calibration.from_dict(calibration.as_dict()) == calibration
+
+
+def test_the_neighbours_vote_is_weighted_and_smoothed() -> None:
+    vote = knn_distribution(DIET, [({"course": "main", "diet": ["vegetarian"]}, 0.9),
+                                   ({"course": "starter", "diet": []}, 0.1)])
+    assert vote["course"]["main"] == pytest.approx((0.9 + 0.5) / 2.0)
+    assert vote["diet"]["vegetarian"] > 0.5 > vote["diet"]["vegan"]
+
+
+def test_expected_calibration_error() -> None:
+    assert expected_calibration_error([(0.9, True)] * 9 + [(0.9, False)]) == pytest.approx(0.0)
+    assert expected_calibration_error([(1.0, False)] * 4) == pytest.approx(1.0)
+    assert expected_calibration_error([]) is None
+
+
+def test_auto_batch_size_follows_the_measured_speed() -> None:
+    assert auto_batch_size(2.0) == 10 and auto_batch_size(0.01) == 32 and auto_batch_size(100.0) == 1
+
+
+class FixedScorer:
+    """Scores from a table by item text: a tool to drive the tagger, not what the feature test proves."""
+
+    name = "scripted"
+
+    def __init__(self, table: dict[str, Distribution]) -> None:
+        self.table = table
+
+    def score(self, messages: Messages, taxonomy: Taxonomy) -> Distribution:
+        return self.table[messages[-1]["content"].removeprefix("Item: ")]
+
+
+def test_the_review_file_holds_doubtful_and_low_confidence_items(tmp_path: Path) -> None:
+    table = {"tofu bowl": dist(0.97, 0.96, 0.98), "cheese toast": dist(0.97, 0.55, 0.2, main=0.6),
+             "steak": dist(0.02, 0.01, 0.6, main=0.99)}
+    tagger = Tagger(None, tagging_task(DIET), model=None, scorer=FixedScorer(table), calibration=SURE, batch_size=2)
+    output = tmp_path / "tags.csv"
+    counts = run_resumable(tagger, [Item(str(n), text) for n, text in enumerate(table)], output, show_progress=False,
+                           auto_batch=True)
+    assert counts["needs_review"] == 1 and counts["valid"] == 3  # cheese toast: vegan but not dairy-free
+    path, count = write_review(output, None)
+    assert path.name == "tags.review.jsonl" and count == 1
+    path, count = write_review(output, 0.7)
+    assert count == 2  # and steak: its weakest decision (dairy-free at 0.6) is below 0.7
+    assert {row["id"] for row in read_table(path)} == {"1", "2"}
+
+
+def test_a_tagger_needs_a_model() -> None:
+    with pytest.raises(ConfigError, match="a generator or a scorer"):
+        Tagger(None, tagging_task(DIET), model=None)
+
+
+@pytest.mark.slow
+def test_the_base_model_scores_only_allowed_values(models_dir: Path) -> None:
+    from app.tagging_confidence import TransformersScorer
+    from core import models
+
+    model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", models_dir), "cpu")
+    scorer = TransformersScorer(model, tokenizer, name="base")
+    task = tagging_task(DIET)
+    results = Tagger(None, task, model=None, scorer=scorer, calibration=SURE).tag(
+        [Item("1", "Tofu and vegetable stir fry"), Item("2", "Beef burger with cheddar")])
+    for result in results:
+        assert result.valid and parse_output(DIET, __import__("json").dumps(result.tags)).valid
+        assert 0 < result.confidence <= 1 and result.field_confidence is not None
+    single = scorer.score(_messages(task, "Lentil soup"), DIET)
+    assert sum(single["course"].values()) == pytest.approx(1.0)
+    assert all(0 <= p <= 1 for p in single["diet"].values())
+
+
+def _messages(task: object, text: str) -> Sequence[dict[str, str]]:
+    from finetune.prompts import classification_messages
+
+    return classification_messages(task, text)  # type: ignore[arg-type]
