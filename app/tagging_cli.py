@@ -329,27 +329,20 @@ def _float(value: object) -> float:
 def eval_tagging(settings: Settings, gold: Path, *, taxonomy: Path | None, task: str | None, model: str | None,
                  examples: Path | None, text_field: str | None, tags_field: str | None, shots: int,
                  batch_size: int, limit: int | None, out: Path | None) -> dict[str, Any]:
-    """`lorag eval tagging`: accuracy, macro-F1 per field and schema validity of the tags of a gold file."""
-    from finetune.evaluate import classification_metrics
+    """`lorag eval tagging`: the tagger against the kNN vote and the base model with the same shots and constrained
+    decoding (`app.tagging_eval`): macro-F1 per field, per-value precision and recall, calibration error."""
+    from app.tagging_eval import compare
     from retrieval.evaluate import write_report
 
     spec = tagging_spec(settings, taxonomy, task)
     records = labelled_records(gold, spec, text_field=text_field, tags_field=tags_field)[:limit]
     tagger = build_tagger(settings, spec, model, examples, shots=shots, batch_size=batch_size)
-    items = [Item(str(number), record.prompt) for number, record in enumerate(records, start=1)]
-    results: list[TagResult] = []
-    with _progress(len(items), 0, True) as advance:
-        for batch in tagger.batches(items):
-            results += batch
-            advance(len(batch))
-    by_id = {result.id: result for result in results}
-    rows = [{"gold": record.output, "parsed": by_id[item.id].tags, "valid": by_id[item.id].valid}
-            for item, record in zip(items, records, strict=True)]
-    metrics = classification_metrics(spec.taxonomy, rows)
-    report: dict[str, Any] = {"all fields": {k: metrics[k] for k in ("accuracy", "macro_f1", "json_validity")},
-                              **metrics.get("per_field", {}), "examples": len(rows),
-                              "model": tagger.model or "base", "task": spec.name, "shots": shots,
-                              "run": {"gold": str(gold), "gold_sha256": stable_hash([r.prompt for r in records])}}
+    base = tagger.scorer.as_base("base") if isinstance(tagger.scorer, TransformersScorer) else None
+    results = compare(tagger, records, base)
+    report: dict[str, Any] = {
+        "contenders": results, "examples": len(records), "model": tagger.model or "base", "task": spec.name,
+        "shots": shots, "calibration": tagger.calibration.as_dict() if tagger.calibration else None,
+        "run": {"gold": str(gold), "gold_sha256": stable_hash([[r.prompt, r.output] for r in records])}}
     json_path, md_path = write_report("tagging", report, out or settings.runs_dir / "eval")
     typer.echo(md_path.read_text())
     typer.echo(f"reports: {json_path} {md_path}")

@@ -86,16 +86,27 @@ class TransformersScorer:
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str,
-                 max_subsets: int = MAX_SUBSETS) -> None:
+                 max_subsets: int = MAX_SUBSETS, adapter_off: bool = False) -> None:
         self._model, self._tokenizer, self.name, self.max_subsets = model, tokenizer, name, max_subsets
+        self.adapter_off = adapter_off  # a peft model scored as its base (the prompt-only baseline)
         self._ids: list[int] = []
         self._cache: Any = None
 
+    def as_base(self, name: str) -> TransformersScorer | None:
+        """The same network scored with its adapter off (the prompt-only baseline); None: it has no adapter."""
+        if not hasattr(self._model, "disable_adapter"):
+            return None
+        return TransformersScorer(self._model, self._tokenizer, name=name, max_subsets=self.max_subsets,
+                                  adapter_off=True)
+
     def score(self, messages: Messages, taxonomy: Taxonomy) -> Distribution:
+        from contextlib import nullcontext
+
         import torch
 
         context = self._tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-        with torch.inference_mode():
+        base = self._model.disable_adapter() if self.adapter_off else nullcontext()
+        with torch.inference_mode(), base:
             if taxonomy.labels is not None:
                 end = self._tokenizer.eos_token or ""
                 probs = self._choose(context, [label + end for label in taxonomy.labels])

@@ -157,3 +157,24 @@ def _messages(task: object, text: str) -> Sequence[dict[str, str]]:
     from finetune.prompts import classification_messages
 
     return classification_messages(task, text)  # type: ignore[arg-type]
+
+
+def test_the_comparison_scores_the_tagger_and_the_knn_baseline() -> None:
+    from app.tagging import ShotIndex
+    from app.tagging_eval import compare
+    from finetune.types import Record
+    from tests.test_tagging import WordEmbedder
+
+    veg = {"course": "main", "diet": ["vegetarian", "vegan", "dairy-free"]}
+    meat = {"course": "main", "diet": []}
+    pool = [("tofu curry bowl", veg), ("tofu noodle bowl", veg), ("beef steak plate", meat), ("beef burger plate", meat)]
+    # the model is wrong on the steak (says vegan with confidence); the vote of the neighbours is right
+    table = {"tofu rice bowl": dist(0.9, 0.9, 0.9, main=0.9), "beef steak sandwich": dist(0.9, 0.9, 0.9, main=0.9)}
+    tagger = Tagger(None, tagging_task(DIET), model=None, scorer=FixedScorer(table), calibration=SURE,
+                    shots=ShotIndex(WordEmbedder(), pool), k_shots=0, knn_k=2)
+    records = [Record(prompt="tofu rice bowl", output=veg), Record(prompt="beef steak sandwich", output=meat)]
+    results = compare(tagger, records)
+    assert set(results) == {"tagger", "model alone", "kNN vote"}
+    assert results["kNN vote"]["per_value"]["diet"]["vegan"]["precision"] == 1.0
+    assert results["model alone"]["per_value"]["diet"]["vegan"]["precision"] == 0.5
+    assert results["model alone"]["ece"]["diet"] is not None
