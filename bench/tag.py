@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -62,7 +63,7 @@ def usda_task(path: Path) -> tuple[TaskSpec, list[Record]]:
     task = TaskSpec(name="usda-food-group", kind="classification",
                     system="Classify the food into its USDA food group. Reply with the group only.",
                     taxonomy=Taxonomy(labels=sorted({row["category"] for row in rows})), data=Data(feedback=False),
-                    split=SplitSpec(validation=0.0, test=0.2), evaluation=Evaluation(max_new_tokens=16))
+                    split=SplitSpec(validation=0.1, test=0.2), evaluation=Evaluation(max_new_tokens=16))
     return task, [Record(prompt=row["description"], output=row["category"]) for row in rows]
 
 
@@ -173,6 +174,39 @@ def run(task: TaskSpec, records: Sequence[Record] | None, args: argparse.Namespa
     return report
 
 
+def compare_run(task: TaskSpec, records: Sequence[Record] | None, args: argparse.Namespace,
+                embedder: Embedder, source: Path | None) -> dict[str, Any]:
+    """--compare: the shipped tagger (constrained scoring + kNN vote, calibrated on the validation split, the
+    taxonomy's rules) against the kNN vote and the model alone, on the test split; --adapter adds the base with the
+    same shots as a contender. Nothing is fitted on the test split."""
+    from peft import PeftModel
+
+    from app.tagging_confidence import TransformersScorer, fit_calibration
+    from app.tagging_eval import compare
+
+    splits = splits_of(task, records)
+    model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", MODELS), "cpu")
+    if args.adapter is not None:
+        model = PeftModel.from_pretrained(model, str(args.adapter), is_trainable=False).eval()
+    torch.set_num_threads(args.threads)
+    scorer = TransformersScorer(model, tokenizer, name="adapter" if args.adapter else "base")
+    tagger = Tagger(None, task, model=None, shots=ShotIndex(embedder, shot_examples(splits["train"])),
+                    k_shots=args.shots, scorer=scorer, batch_size=8)
+    held_out = splits["validation"][: args.calibration_items]
+    raws = [raw for start in range(0, len(held_out), 8)
+            for raw in tagger.raw([Item(str(n), r.prompt) for n, r in enumerate(held_out[start:start + 8])])]
+    tagger.calibration = fit_calibration(task.taxonomy, [(r.model, r.knn, h.output) for r, h in
+                                                         zip(raws, held_out, strict=True)], "validation")
+    test = splits["test"][: args.eval_items]
+    began = time.perf_counter()
+    results = compare(tagger, test, scorer.as_base("base"))
+    return {"task": task.name, "train": len(splits["train"]), "calibration_items": len(held_out),
+            "test_items": len(test), "model": scorer.name, "shots": args.shots,
+            "data_sha256": hashlib.sha256(source.read_bytes()).hexdigest() if source else None,
+            "calibration": tagger.calibration.as_dict(), "contenders": results,
+            "compare_seconds": round(time.perf_counter() - began, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--usda", action="store_true", help="USDA food groups instead of menu-tagging")
@@ -191,6 +225,8 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads when tagging (1 is steadiest on a "
                         "shared CPU; training uses every core)")
+    parser.add_argument("--compare", action="store_true", help="the tagger against its baselines (app.tagging_eval)")
+    parser.add_argument("--calibration-items", type=int, default=60, help="--compare: validation items, at most")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.usda and not args.usda_file.is_file():
@@ -199,7 +235,9 @@ def main() -> None:
     models.provision("packaged:smollm2-135m-instruct", MODELS)
     embedder = Embedder(models.load_embedder(models.resolve("packaged:all-minilm-l6-v2", MODELS), "cpu"), 64)
     started = time.perf_counter()
-    report = {"benchmark": "tag", **run(task, records, args, embedder),
+    source = args.usda_file if args.usda else SAMPLE_TASKS / "data" / "menu.jsonl"
+    body = compare_run(task, records, args, embedder, source) if args.compare else run(task, records, args, embedder)
+    report = {"benchmark": "tag-compare" if args.compare else "tag", **body,
               "seconds": round(time.perf_counter() - started, 1), "threads": args.threads,
               "train_batch_tokens": args.batch_tokens,
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

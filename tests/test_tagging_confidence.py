@@ -167,7 +167,8 @@ def test_the_comparison_scores_the_tagger_and_the_knn_baseline() -> None:
 
     veg = {"course": "main", "diet": ["vegetarian", "vegan", "dairy-free"]}
     meat = {"course": "main", "diet": []}
-    pool = [("tofu curry bowl", veg), ("tofu noodle bowl", veg), ("beef steak plate", meat), ("beef burger plate", meat)]
+    pool = [("tofu curry bowl", veg), ("tofu noodle bowl", veg), ("beef steak plate", meat),
+            ("beef burger plate", meat)]
     # the model is wrong on the steak (says vegan with confidence); the vote of the neighbours is right
     table = {"tofu rice bowl": dist(0.9, 0.9, 0.9, main=0.9), "beef steak sandwich": dist(0.9, 0.9, 0.9, main=0.9)}
     tagger = Tagger(None, tagging_task(DIET), model=None, scorer=FixedScorer(table), calibration=SURE,
