@@ -36,8 +36,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
-from retrieval.sentences import (MARKER, NEGATIONS, claim_of, content_stems, content_words, cut_sentences,
-                                 is_negated, is_terminated, sentence_spans)
+from retrieval.sentences import (
+    MARKER,
+    NEGATIONS,
+    claim_of,
+    content_stems,
+    content_words,
+    cut_sentences,
+    is_negated,
+    is_terminated,
+    sentence_spans,
+)
 from retrieval.types import ABSTENTION, Citation, ScoredChunk, VerifiedAnswer
 
 # Thresholds, chosen on the dev half of tests/retrieval/data/verifier_pairs.jsonl (hand-labelled sentences
@@ -228,8 +237,9 @@ def contradicts(claim: str, snippet: str) -> bool:
 def check_all(claims: Sequence[str], markers: Sequence[tuple[int, ...]], sources: Sequence[ScoredChunk],
               similarity: Similarity | None) -> list[Check]:
     """One Check per (claim, in-range marker); the semantic scores come from one batched call."""
-    checks = [check(i, claim, marker, sources[marker - 1]) for i, (claim, marks) in enumerate(zip(claims, markers))
-              if claim for marker in marks if 1 <= marker <= len(sources)]
+    pairs = enumerate(zip(claims, markers, strict=True))
+    checks = [check(i, claim, marker, sources[marker - 1])
+              for i, (claim, marks) in pairs if claim for marker in marks if 1 <= marker <= len(sources)]
     asked = [c for c in checks if c.facts_match]  # a failed fact or a bare heading is not rescued by meaning
     if similarity is None or not asked:
         return checks

@@ -262,3 +262,65 @@ def test_an_unmarked_supported_sentence_is_attributed_to_its_best_source() -> No
     assert kept.unsupported == ("Couriers fly on dragons.",)
     strict = verify(answer, sources, similarity=None, lexical_threshold=0.6, semantic_threshold=0.65)
     assert strict.abstained
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Dashbite B.V. pays couriers weekly, e.g. on Mondays [1]. Dr. Ng wrote it [2].",
+     [("Dashbite B.V. pays couriers weekly, e.g. on Mondays.", (1,)), ("Dr. Ng wrote it.", (2,))]),
+    ("Python 3.11 is 2.5 times faster, i.e. much faster [1]. Zones run from A to D. Fees differ [2].",
+     [("Python 3.11 is 2.5 times faster, i.e. much faster.", (1,)), ("Zones run from A to D.", ()),
+      ("Fees differ.", (2,))]),
+    ("Pasta, pizza etc. are sold [1]. Tips are optional etc. Cash is fine [2].",
+     [("Pasta, pizza etc. are sold.", (1,)), ("Tips are optional etc.", ()), ("Cash is fine.", (2,))]),
+])
+def test_sentences_are_not_cut_at_abbreviations_decimals_or_versions(
+        text: str, expected: list[tuple[str, tuple[int, ...]]]) -> None:
+    assert parse_markers(text) == expected
+
+
+GROUP = ScoredChunk(id="group", score=0.5, doc_id="doc-group", kb="kb", audience="public", title="Placing an order",
+                    source="placing.md", section=("Placing an order", "Group orders"), page=None, start=0, end=56,
+                    text="Group orders\n\nThe host pays for the whole group order.")
+
+
+def always(left: list[str], right: list[str]) -> list[float]:
+    return [0.99] * len(left)
+
+
+@pytest.mark.parametrize("answer", ["Group orders [1].", "Placing an order [1].", "You can place group orders [1].",
+                                    "The source is: Placing an order — Group orders [1].", "The answer is no [1].",
+                                    "Yes [1].", "How do group orders work [1]?"])
+def test_headings_titles_and_sentences_without_a_claim_are_never_supported(answer: str) -> None:
+    """The words are all in the chunk (in its heading) and the similarity stub says yes to everything."""
+    assert check(answer, [GROUP], always).abstained
+
+
+def test_a_claim_from_the_body_is_supported_and_a_lead_in_does_not_spoil_it() -> None:
+    result = check("According to the source, the host pays for the whole group order [1].", [GROUP])
+
+    assert result.text == "According to the source, the host pays for the whole group order [1]."
+    assert result.citations[0].snippet == "The host pays for the whole group order."
+
+
+def test_a_repeated_sentence_is_shown_once() -> None:
+    result = check("Gift cards cannot be refunded [1]. " * 9, [REFUND])
+
+    assert result.text == "Gift cards cannot be refunded [1]."
+    assert result.unsupported == ("Gift cards cannot be refunded.",) * 8
+
+
+def test_a_last_sentence_cut_off_by_the_token_cap_is_dropped() -> None:
+    answer = "Gift cards cannot be refunded [1]. Plus members are refunded within 24"
+    result = verify(answer, [REFUND], similarity=None, lexical_threshold=LEXICAL_THRESHOLD,
+                    semantic_threshold=SEMANTIC_THRESHOLD, attribute_uncited=True)
+
+    assert result.text == "Gift cards cannot be refunded [1]."
+    assert result.unsupported == ("Plus members are refunded within 24",)
+    assert check("Gift cards cannot be refunded [1]", [REFUND]).text == "Gift cards cannot be refunded [1]"
+
+
+def test_a_swapped_opposite_is_unsupported_like_a_negation() -> None:
+    source = chunk("credit", "Your gift card balance is used at checkout, after any Dashbite Credit.")
+
+    assert check("Gift card balance is used before any Dashbite Credit [1].", [source], always).abstained
+    assert not check("Gift card balance is used after any Dashbite Credit [1].", [source], always).abstained

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (a table of hand-written sentences; one pair per line reads better than wrapped strings)
 """Build verifier_pairs.jsonl: hand-labelled (answer sentence, cited chunk, supported?) pairs on real chunks.
 
 The chunks are what ingestion makes of the sample documents (samples/kb/support, samples/kb/experts) and of
