@@ -205,10 +205,7 @@ class VerifiedText:
         if self.looping:
             return ""
         self.draft += delta
-        spans = sentence_spans(self.draft)
-        # The last span may still grow, and one starting with "[" may be markers of the span before it.
-        complete = spans[:-2] if spans and self.draft.startswith("[", spans[-1][0]) else spans[:-1]
-        return self._take(complete)
+        return self._take(sentence_spans(self.draft))
 
     def finish(self, truncated: bool) -> str:
         """The rest of the verified text once the draft is done; `truncated`: it hit the token cap."""
@@ -228,16 +225,23 @@ class VerifiedText:
         return self._out
 
     def _take(self, spans: Sequence[tuple[int, int]], final: bool = False) -> str:
+        """Verify through the last sentence that is complete: followed by one that is not its markers."""
         through = self._through
-        for start, end in spans:
-            if end <= self._through:
-                continue
+        for index, (start, end) in enumerate(spans):
             key = " ".join(re.findall(r"\w+", MARKER.sub(" ", self.draft[start:end]).lower()))
-            if key and key in self._seen:
-                self.looping = True
+            if end <= self._through or not re.search(r"[^\W\d_]", key):
+                continue  # a list number or bullet ("3.", "-") goes out with the sentence after it
+            if key in self._seen:
+                self.looping = True  # "3." before a repeated sentence stays out: `through` is before it
                 break
+            following = spans[index + 1][0] if index + 1 < len(spans) else None
+            if not final and (following is None or self.draft.startswith("[", following)):
+                break  # the sentence may still grow, or markers on the next line may be its own
             self._seen.add(key)
             through = end
+        if final and not self.looping:  # markers alone after the last sentence are its own
+            through = max([through, *(end for start, end in spans if start >= through and
+                                      self.draft.startswith("[", start))])
         if through == self._through and not (final and self._last is None):
             return ""
         self._through = through

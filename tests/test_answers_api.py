@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.conftest import REPO, free_port
 from tests.test_cli import _wait_ready, lorag_env
@@ -22,6 +23,7 @@ SUPPORT = REPO / "samples" / "kb" / "support"
 EXPERTS = REPO / "samples" / "kb" / "experts"
 PUBLIC_DOCS = ["late_deliveries.md", "placing_an_order.md", "refund_policy.pdf", "tipping.md"]
 KEYS: dict[str, str] = {}  # name → API key, made by the server fixture
+HOMES: dict[str, Path] = {}  # "home" → the server's LORAG_HOME, for commands run beside it
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     try:
         assert _wait_ready(f"http://127.0.0.1:{port}/readyz", process) == 200
         KEYS.update(made)
+        HOMES["home"] = home
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -89,10 +92,29 @@ def test_citations_survive_streaming(server: str) -> None:
         messages=[{"role": "user", "content": "How long do refunds take to reach my card?"}])
     chunks = list(stream)
     final = chunks[-1].model_extra or {}
-    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
     assert {"citations", "answer", "abstained"} <= set(final)
-    assert sum(bool(c.choices and c.choices[0].delta.content) for c in chunks[:-1]) >= 1
+    assert "".join(c.choices[0].delta.content or "" for c in chunks[:-1]) == final["answer"]  # verified text only
     _check_citations(final["citations"], set(PUBLIC_DOCS))
+
+
+def test_bodies_and_chunks_are_valid_openai_types(server: str) -> None:
+    """The SDK builds its objects without validating them; here every field is checked against its types."""
+    body = {"model": "smollm2-135m-instruct", "kb": "support",
+            "messages": [{"role": "user", "content": "How is the service fee calculated?"}]}
+    completion = ChatCompletion.model_validate(httpx.post(f"{server}/v1/chat/completions", json=body,
+                                                          timeout=300).json())
+    choice, usage = completion.choices[0], completion.usage
+    assert usage is not None and choice.finish_reason in ("stop", "length")
+    if choice.finish_reason == "length":  # a draft stopped at a repeated sentence finishes with "stop"
+        assert usage.completion_tokens >= 48  # the server's cap in this module
+    stream = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=stream, timeout=300) as response:
+        lines = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    *answer, final, last = [ChatCompletionChunk.model_validate(json.loads(line)) for line in lines[:-1]]
+    assert "".join(c.choices[0].delta.content or "" for c in answer) == final.model_extra["answer"]
+    assert final.choices[0].finish_reason in ("stop", "length") and last.choices == [] and last.usage is not None
 
 
 def test_ask_abstains_on_what_the_documents_do_not_say(server: str) -> None:
@@ -151,3 +173,21 @@ def test_bad_requests_get_openai_errors(server: str) -> None:
                                 "kb": "support"})
     assert response.status_code == 404, response.text
     assert "unknown model" in json.dumps(response.json())
+
+
+def test_a_command_that_needs_the_held_store_names_the_api_instead(server: str) -> None:
+    """While `lorag serve` holds the embedded store, `lorag ask` says what to use: one line, no traceback."""
+    home = HOMES["home"]
+    result = subprocess.run([sys.executable, "-m", "app", "ask", "How long do refunds take?", "--kb", "support"],
+                            env=lorag_env(home), cwd=home, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "POST /v1/ask" in result.stderr and "already open" in result.stderr
+
+
+def test_the_openai_client_works_keyless_with_any_api_key(server: str) -> None:
+    """The SDK always sends a bearer value; a server without required keys takes it as the anonymous caller."""
+    client = OpenAI(base_url=f"{server}/v1", api_key="x")
+    completion = client.chat.completions.create(model="smollm2-135m-instruct", extra_body={"kb": "support"},
+                                                messages=[{"role": "user", "content": "How long do refunds take?"}])
+    assert isinstance(completion, ChatCompletion) and completion.choices[0].message.content

@@ -238,6 +238,8 @@ def _openai_app(generator: TransformersGenerator) -> FastAPI:
     def _chat(body: dict[str, object]) -> dict[str, object] | StreamingResponse:
         messages, model = body["messages"], body["model"]
         max_tokens, temperature = body["max_tokens"], body["temperature"]
+        # vLLM's extension, applied by the same rule; set per request on the shared generator (tests run one at a time)
+        generator.repetition_penalty = float(body.get("repetition_penalty", 1.0))
         if body.get("stream"):
             deltas = generator.stream(messages, model=model, max_new_tokens=max_tokens, temperature=temperature)
             return StreamingResponse(_sse(deltas), media_type="text/event-stream")
@@ -360,3 +362,28 @@ def test_a_generation_past_the_time_limit_is_stopped_with_a_clear_error(generato
     finally:
         generator.timeout_s = None
     assert generator.generate(question, model=None, max_new_tokens=8).finish_reason == "length"  # unhurried
+
+
+LOOPY = [{"role": "user", "content": "List the fees: service fee, service fee, service fee,"}]
+
+
+def test_repetition_penalty_is_one_rule_in_both_backends(generator: TransformersGenerator, server_url: str,
+                                                         base: tuple[object, object]) -> None:
+    """transformers' rule, which is vLLM's: the same greedy text in-process, over HTTP, streamed or not."""
+    model, tokenizer = base
+    penalised = TransformersGenerator(model, tokenizer, base_name=BASE, repetition_penalty=1.3)
+    local = penalised.generate(LOOPY, model=None, max_new_tokens=32).text
+    assert local != generator.generate(LOOPY, model=None, max_new_tokens=32).text  # it does change the output
+    inputs = tokenizer.apply_chat_template(LOOPY, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        output = model.generate(**inputs, max_new_tokens=32, do_sample=False, repetition_penalty=1.3)
+    assert local == tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    remote = OpenAIGenerator(server_url, None, base_name=BASE, timeout_s=120, tokenizer=tokenizer,
+                             repetition_penalty=1.3)
+    try:
+        assert remote.generate(LOOPY, model=None, max_new_tokens=32).text == local
+        assert "".join(remote.stream(LOOPY, model=None, max_new_tokens=32)) == local
+    finally:
+        remote.close()
+    with pytest.raises(ConfigError, match="repetition_penalty"):
+        TransformersGenerator(model, tokenizer, base_name=BASE, repetition_penalty=0.5)
