@@ -141,8 +141,8 @@ class TransformersScorer:
         keep = min(_common(self._ids, ids), len(ids) - 1) if self._cache is not None else 0
         if self._cache is not None:
             _cut(self._cache, keep)
-        out = self._model(input_ids=torch.tensor([ids[keep:]]), past_key_values=self._cache, use_cache=True)
-        self._cache, self._ids = out.past_key_values, list(ids)
+        out = self._model(input_ids=torch.tensor([ids[keep:]]), cache=self._cache, use_cache=True)
+        self._cache, self._ids = out.cache, list(ids)
         return torch.log_softmax(out.logits[0, -1].float(), dim=-1)
 
     def _tails(self, first: torch.Tensor, tails: list[list[int]]) -> list[float]:
@@ -161,7 +161,7 @@ class TransformersScorer:
         rows = torch.tensor([tail[:-1] + [pad] * (width - len(tail) + 1) for tail in tails])
         cache = copy.deepcopy(self._cache)
         cache.batch_repeat_interleave(len(tails))
-        logps = torch.log_softmax(self._model(input_ids=rows, past_key_values=cache, use_cache=True).logits.float(),
+        logps = torch.log_softmax(self._model(input_ids=rows, cache=cache, use_cache=True).logits.float(),
                                   dim=-1)
         for row, tail in enumerate(tails):
             totals[row] += float(sum(logps[row, step, token] for step, token in enumerate(tail[1:])))
