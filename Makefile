@@ -41,8 +41,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install -e '.[dev]'
 	touch $@
 
+# Serve first, train after: the server trains the demo adapters in the background and puts each into service
+# when its gate passes (the base model answers meanwhile). `lorag setup` alone trains them in the foreground.
 setup: $(VENV)/.installed
-	$(BIN)/lorag setup
+	$(BIN)/lorag setup --no-adapters
 
 run: setup
 	@echo "lorag serves on http://127.0.0.1:8000 (open it: a demo site with the chat widget)"

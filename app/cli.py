@@ -397,8 +397,13 @@ def adapters_list(task: Annotated[str | None, typer.Option(help="Only this task'
     """Every version, newest first, with its status and test metrics."""
     from app import finetune_cli, ingest_cli
     from finetune import registry
+    from finetune import status as run_status
 
-    with ingest_cli.open_registry(_settings()) as sessions:
+    settings = _settings()
+    for running in run_status.live(run_status.folder_of(settings.runs_dir)):
+        if task is None or running["task"] == task:
+            typer.echo(f"in progress: {run_status.describe(running)}")
+    with ingest_cli.open_registry(settings) as sessions:
         records = registry.versions(sessions, task)
     for record in records:
         typer.echo(finetune_cli.describe(record))

@@ -14,7 +14,7 @@ import typer
 from app import ingest_cli
 from app.scheduler import Scheduler
 from core.settings import Settings
-from finetune import registry
+from finetune import demo, registry
 from finetune.nightly import Outcome, Stack, run_all
 from finetune.registry import AdapterRecord
 from finetune.tasks import TaskSpec, find_task, load_tasks
@@ -60,31 +60,16 @@ def print_outcomes(outcomes: list[Outcome]) -> int:
 
 
 def train_demo_adapters(settings: Settings) -> None:
-    """`lorag setup`: a short training run for each sample task that has no active adapter yet."""
-    from core import db
-
-    engine = db.build_engine(settings.database_url)
-    try:
-        db.migrate(engine)
-        have = registry.active(db.build_sessions(engine))
-    finally:
-        engine.dispose()
-    missing = [task.name for task in configured_tasks(settings) if task.name not in have]
-    if not missing:
-        typer.echo("adapters in service: " + ", ".join(record.name for record in have.values()))
-        return
-    budget = settings.finetune.demo_budget_s
-    typer.echo(f"training demo adapters for {', '.join(missing)} (at most {DEMO_STEPS} steps or {budget:.0f}s "
-               "of training each; the nightly job trains them fully)")
-    demo = {**DEMO_TRAINING, "time_budget_s": budget}
-    print_outcomes(nightly(settings, missing, training=demo, max_eval=DEMO_EVAL_EXAMPLES))
-
-
-DEMO_EVAL_EXAMPLES = 8  # test examples per contender in the demo
-DEMO_STEPS = 24
-# Few small steps at a high rate, on a schedule planned for those steps: a time budget alone cut a full run's
-# schedule off while the rate was still warming up, and the demo adapters had learnt nothing.
-DEMO_TRAINING = {"max_steps": DEMO_STEPS, "batch_tokens": 1024, "learning_rate": 1e-3, "warmup_ratio": 0.1}
+    """`lorag setup --adapters`: a short training run, now, for each task that has no active adapter yet."""
+    tasks = configured_tasks(settings)
+    with open_stack(settings, tasks) as stack:
+        todo = demo.missing(stack, tasks)
+        if not todo:
+            typer.echo("adapters in service: " + ", ".join(r.name for r in registry.active(stack.sessions).values()))
+            return
+        typer.echo(f"training demo adapters for {', '.join(task.name for task in todo)} ({demo.STEPS} steps each; "
+                   "the nightly job trains them fully)")
+        print_outcomes(demo.train_first(stack, todo, progress=True))
 
 
 def run_scheduler(settings: Settings) -> None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app import answer_tokens
 from app.auth import build_rate_limiter, install_cors
+from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.limits import install_body_limit
 from app.observability import Metrics, install_observability
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.resources.close()
 
-    app = FastAPI(title="lorag", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="lorag", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Answers from your own documents with checked citations.")
     app.state.metrics = Metrics()
     app.state.rate_limiter = build_rate_limiter(resolved)
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_body_limit(app, resolved.server.max_body_bytes, resolved.ingest.max_bytes)
     install_observability(app, app.state.metrics)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(documents.router)
     app.include_router(answers.router)

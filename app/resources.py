@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -37,6 +38,7 @@ class Resources:
     workers: list[Worker] = field(default_factory=list)
     router: AdapterRouter | None = None
     scheduler: Scheduler | None = None
+    tasks: list[str] = field(default_factory=list)  # the configured tasks' names, for /v1/models
 
     def resolve_model(self, model: str | None, kb: str | None) -> str | None:
         """The adapter version (or base model, None) a request is answered with; see app.adapters."""
@@ -101,6 +103,7 @@ def _serve_adapters(resources: Resources) -> None:
 
     settings = resources.settings
     tasks = configured_tasks(settings)
+    resources.tasks = [task.name for task in tasks]
     generator = resources.answer_generator
     if generator is not None:  # in-process: peft; vLLM: its runtime LoRA API
         # Without vLLM's runtime LoRA API, `lorag serve-model` restarts vLLM itself; the router only follows.
@@ -112,6 +115,26 @@ def _serve_adapters(resources: Resources) -> None:
         resources.scheduler = Scheduler(settings.finetune.schedule, settings.finetune.timezone,
                                         lambda: _nightly_in_process(resources, tasks))
         resources.scheduler.start()
+        if settings.finetune.first_adapters:
+            threading.Thread(target=_first_adapters, args=(resources, tasks), name="lorag-first-adapters",
+                             daemon=True).start()
+
+
+def _first_adapters(resources: Resources, tasks: list) -> None:
+    """Serve first, train after: tasks without an adapter get a short first one in the background, and the router
+    puts each into service as soon as its gate passes. The base model answers meanwhile."""
+    from finetune import demo
+    from finetune.nightly import Stack
+
+    stack = Stack(resources.settings, resources.sessions, resources.store, resources.embedder)
+    try:
+        todo = demo.missing(stack, tasks)
+        if todo:
+            logger.info("training first adapters in the background: %s", ", ".join(task.name for task in todo))
+        for outcome in demo.train_first(stack, todo, progress=False):
+            logger.info("first adapter %s: %s %s (%s)", outcome.task, outcome.status, outcome.version, outcome.reason)
+    except Exception:  # an edge: a failed demo must not take the server down; the nightly job tries again
+        logger.exception("first adapters failed")
 
 
 def _nightly_in_process(resources: Resources, tasks: list) -> None:

@@ -191,9 +191,13 @@ class FinetuneSettings(Section):
     )
     parity_prompts: int = Field(3, ge=0, le=20, description="Test prompts whose greedy outputs must match between "
                                 "training and serving before a version may be promoted.")
+    first_adapters: bool = Field(
+        True, description="When the API starts (with in_process), train a short first adapter in the background "
+        "for every task that has none in service; the base model answers until each one passes its gate.",
+    )
     demo_budget_s: float = Field(
-        120.0, gt=0, description="`lorag setup`: at most this many training seconds (and 24 short steps) per "
-        "task that has no adapter in service yet."
+        900.0, gt=0, description="A first adapter's run (24 short steps) stops after this many training seconds "
+        "at most: a safety cap, since the demo is planned in steps so that it ends the same on every machine.",
     )
 
 

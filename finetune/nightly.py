@@ -28,6 +28,7 @@ from core.errors import Conflict, LoragError
 from core.settings import Settings, redacted
 from core.tables import AdapterStatus
 from finetune import data, registry
+from finetune import status as run_status
 from finetune.evaluate import Contender, evaluate_task, write_task_report
 from finetune.examples import GroundingContext, build_examples
 from finetune.gate import decide
@@ -99,31 +100,48 @@ def run_task(stack: Stack, task: TaskSpec, *, training: Mapping[str, Any] | None
         task = task.model_copy(update={"training": Training.model_validate({**task.training.model_dump(),
                                                                             **training})})
     with task_lock(settings.adapters_dir, task.name):
-        started = datetime.now(UTC)
-        prepared = prepare(stack, task)
-        staged = registry.staging_dir(settings.adapters_dir, task.name)
-        parity_messages = parity_prompts(task, prepared, settings.finetune.parity_prompts, stack)
-        trained = train_lora(models.resolve(settings.models.base, settings.models_dir).location, prepared.train,
-                             lora=task.lora, training=task.training, out_dir=staged, device=settings.models.device,
-                             parity_prompts=parity_messages,
-                             parity_max_new_tokens=PARITY_MAX_NEW_TOKENS, progress=progress)
-        name = registry.version_name(task.name, stack.sessions, settings.adapters_dir, started)
-        results, parity = evaluate_candidate(stack, task, prepared, staged, name, parity_messages, trained)
-        gate = gate_of(task, results, parity)
-        extra = {"gate": {"promote": gate.promote, "reasons": list(gate.reasons), "parity": gate.parity},
-                 "data": prepared.report, "training": asdict(trained)}
-        _json, markdown = write_task_report(task, results, staged, extra)
-        write_run_json(staged, stack, task, name, prepared, trained, results, gate, started)
-        status = AdapterStatus.CANDIDATE if gate.promote else AdapterStatus.REJECTED
-        record = registry.register(stack.sessions, settings.adapters_dir, staged, name=name, task=task.name,
-                                   base_model=settings.models.base, data_hash=prepared.data_hash,
-                                   metrics=results["candidate"]["metrics"], status=status, reason=gate.summary())
-        if gate.promote:
-            registry.promote(stack.sessions, record.name, gate.summary())
-        logger.info("nightly %s: %s %s (%s)", task.name, record.name, "promoted" if gate.promote else "rejected",
-                    gate.summary())
-        report = str(record.path / markdown.name)
-        return Outcome(task.name, record.name, "active" if gate.promote else "rejected", gate.summary(), report)
+        try:
+            return _run_locked(stack, task, progress)
+        except BaseException as error:
+            folder = run_status.folder_of(settings.runs_dir)
+            run_status.write(folder, task.name, phase="failed", reason=str(error)[:300])
+            raise
+
+
+def _run_locked(stack: Stack, task: TaskSpec, progress: bool) -> Outcome:
+    settings = stack.settings
+    folder = run_status.folder_of(settings.runs_dir)
+    started = datetime.now(UTC)
+    run_status.write(folder, task.name, phase="preparing", started_at=started.timestamp())
+    prepared = prepare(stack, task)
+    staged = registry.staging_dir(settings.adapters_dir, task.name)
+    parity_messages = parity_prompts(task, prepared, settings.finetune.parity_prompts, stack)
+    run_status.write(folder, task.name, phase="training", step=0, total_steps=None)
+    trained = train_lora(models.resolve(settings.models.base, settings.models_dir).location, prepared.train,
+                         lora=task.lora, training=task.training, out_dir=staged, device=settings.models.device,
+                         parity_prompts=parity_messages,
+                         parity_max_new_tokens=PARITY_MAX_NEW_TOKENS, progress=progress,
+                         on_step=lambda step, total: run_status.write(folder, task.name, phase="training",
+                                                                      step=step, total_steps=total))
+    run_status.write(folder, task.name, phase="evaluating")
+    name = registry.version_name(task.name, stack.sessions, settings.adapters_dir, started)
+    results, parity = evaluate_candidate(stack, task, prepared, staged, name, parity_messages, trained)
+    gate = gate_of(task, results, parity)
+    extra = {"gate": {"promote": gate.promote, "reasons": list(gate.reasons), "parity": gate.parity},
+             "data": prepared.report, "training": asdict(trained)}
+    _json, markdown = write_task_report(task, results, staged, extra)
+    write_run_json(staged, stack, task, name, prepared, trained, results, gate, started)
+    status = AdapterStatus.CANDIDATE if gate.promote else AdapterStatus.REJECTED
+    record = registry.register(stack.sessions, settings.adapters_dir, staged, name=name, task=task.name,
+                               base_model=settings.models.base, data_hash=prepared.data_hash,
+                               metrics=results["candidate"]["metrics"], status=status, reason=gate.summary())
+    if gate.promote:
+        registry.promote(stack.sessions, record.name, gate.summary())
+    logger.info("nightly %s: %s %s (%s)", task.name, record.name, "promoted" if gate.promote else "rejected",
+                gate.summary())
+    report = str(record.path / markdown.name)
+    run_status.write(folder, task.name, phase="done", version=record.name, promoted=gate.promote)
+    return Outcome(task.name, record.name, "active" if gate.promote else "rejected", gate.summary(), report)
 
 
 def prepare(stack: Stack, task: TaskSpec) -> Prepared:

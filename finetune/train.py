@@ -90,8 +90,11 @@ class _Run:
 
 def train_lora(base_dir: str, examples: Sequence[Example], *, lora: Lora, training: Training, out_dir: Path,
                device: str = "cpu", parity_prompts: Sequence[Sequence[Mapping[str, str]]] = (),
-               parity_max_new_tokens: int = 48, progress: bool = True) -> TrainResult:
+               parity_max_new_tokens: int = 48, progress: bool = True,
+               on_step: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train a LoRA adapter on `examples` from a fresh copy of the base model and save it into `out_dir`.
+
+    `on_step(step, total_steps)` is told after every optimizer step (progress for other processes to show).
 
     `seconds` and `tokens_per_s` count the training loop only (all runs of it, when resumed), not loading.
     """
@@ -103,7 +106,7 @@ def train_lora(base_dir: str, examples: Sequence[Example], *, lora: Lora, traini
     run = _setup(model, samples, training, tokenizer, device)
     fingerprint = _fingerprint(base_dir, examples, lora, training)
     state = _resume(run, out_dir, fingerprint) or _State()
-    stopped_by = _loop(run, state, out_dir, fingerprint, progress, started)
+    stopped_by = _loop(run, state, out_dir, fingerprint, progress, started, on_step)
     model.save_pretrained(out_dir)
     shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
     outputs = _generate(model, tokenizer, parity_prompts, parity_max_new_tokens)
@@ -243,7 +246,8 @@ def _setup(model: PeftModel, samples: list[_Sample], training: Training, tokeniz
     return _Run(model, optimizer, scheduler, samples, training, total, pad or 0, device)
 
 
-def _loop(run: _Run, state: _State, out_dir: Path, fingerprint: str, progress: bool, started: float) -> StoppedBy:
+def _loop(run: _Run, state: _State, out_dir: Path, fingerprint: str, progress: bool, started: float,
+          on_step: Callable[[int, int], None] | None = None) -> StoppedBy:
     budget = run.training.time_budget_s
     stream = _stream(run, state.epoch, state.index)
     loop_start, prior_s, saved_at = time.perf_counter(), state.seconds, time.perf_counter()
@@ -256,6 +260,8 @@ def _loop(run: _Run, state: _State, out_dir: Path, fingerprint: str, progress: b
             state.losses.append(loss)
             state.seconds = prior_s + time.perf_counter() - loop_start
             _report(show, run, state)
+            if on_step is not None:
+                on_step(state.step, run.total_steps)
             if budget is not None and time.perf_counter() - started >= budget:
                 return "time_budget"
             due = state.step % CHECKPOINT_EVERY_STEPS == 0 or time.perf_counter() - saved_at >= CHECKPOINT_EVERY_S

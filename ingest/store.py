@@ -178,9 +178,10 @@ def _open_edge_shard(path: Path) -> qe.EdgeShard | None:
         # The engine locks the shard's WAL; a second opener fails with "WouldBlock".
         if "WouldBlock" in str(e):
             raise BackendUnavailable(
-                f"The embedded vector store at {path} is already open in another process (or another "
-                "store object); only one may open it at a time. Stop the other process (e.g. the API server "
-                "while running the CLI) or use the Qdrant server backend."
+                f"the embedded vector store at {path} is already open in another process, such as a running "
+                "`lorag serve` (only one may open it). While the server runs, use its API instead: POST /v1/ask "
+                "to ask, POST /v1/documents to add files; or stop the server, or use a Qdrant server "
+                "(LORAG_STORE__BACKEND=qdrant), which many processes share."
             ) from e
         raise
 

@@ -20,7 +20,7 @@ from functools import partial
 
 import numpy as np
 
-from core.errors import NotFound
+from core.errors import NotFound, shown
 from ingest.embed import Embedder
 from retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, verify
 from retrieval.sentences import MARKER, is_terminated, sentence_spans
@@ -263,7 +263,7 @@ def check_model(generator: Generator, model: str | None) -> None:
     if model is not None:
         available = generator.models()
         if model not in available:
-            raise NotFound(f"unknown model {model!r}; available: {', '.join(available)}", param="model")
+            raise NotFound(f"unknown model {shown(model)}; available: {', '.join(available)}", param="model")
 
 
 def cosine_similarity(embedder: Embedder) -> Callable[[list[str], list[str]], list[float]]:

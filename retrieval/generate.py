@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 
-from core.errors import BackendUnavailable, ConfigError, Conflict, InvalidInput, NotFound
+from core.errors import BackendUnavailable, ConfigError, Conflict, InvalidInput, NotFound, shown
 
 if TYPE_CHECKING:
     import torch
@@ -286,7 +286,7 @@ class TransformersGenerator:
 
     def remove_adapter(self, name: str) -> None:
         if name not in self._adapters:
-            raise NotFound(f"unknown adapter {name!r}; available: {', '.join(self._adapters) or 'none'}",
+            raise NotFound(f"unknown adapter {shown(name)}; available: {', '.join(self._adapters) or 'none'}",
                            param="model")
         with self._lock:  # never pull an adapter out from under a running generation
             if self._peft is not None and name in self._peft.peft_config:
@@ -297,7 +297,7 @@ class TransformersGenerator:
         if model is None or model == self.base_name:
             return self.base_name
         if model not in self._adapters:
-            raise NotFound(f"unknown model {model!r}; available: {', '.join(self.models())}", param="model")
+            raise NotFound(f"unknown model {shown(model)}; available: {', '.join(self.models())}", param="model")
         return model
 
     def _encode(self, messages: Messages, max_new_tokens: int) -> dict[str, torch.Tensor]:
@@ -389,7 +389,7 @@ class TransformersGenerator:
         from peft import PeftModel
 
         if name not in self._adapters:  # removed while this request waited for the lock
-            raise NotFound(f"unknown model {name!r}; available: {', '.join(self.models())}", param="model")
+            raise NotFound(f"unknown model {shown(name)}; available: {', '.join(self.models())}", param="model")
         path = str(self._adapters[name])
         if self._peft is None:
             logger.info("loading adapter %s from %s", name, path)

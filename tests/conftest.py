@@ -29,6 +29,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     for name in list(os.environ):
         if name.startswith("LORAG_"):
             monkeypatch.delenv(name)
+    # An app with models would otherwise train first adapters for the sample tasks in the background.
+    monkeypatch.setenv("LORAG_FINETUNE__FIRST_ADAPTERS", "false")
     monkeypatch.chdir(tmp_path)
 
 

@@ -99,3 +99,13 @@ def test_readyz_is_ready_with_the_packaged_models(make_settings: Callable[..., S
     checks = response.json()["checks"]
     assert checks["embedder"]["detail"] == "dimension 384"
     assert checks["generator"]["detail"].startswith("smollm2-135m-instruct")
+
+
+def test_docs_work_offline(bare_client: TestClient) -> None:
+    """Swagger UI from the package: the page names no other host, and its script defines SwaggerUIBundle."""
+    page = bare_client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn." not in page.text and "https://" not in page.text.split("<body>")[0]
+    script = bare_client.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text
+    assert bare_client.get("/docs-assets/swagger-ui.css").status_code == 200

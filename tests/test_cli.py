@@ -23,7 +23,9 @@ def run_lorag(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Com
 
 def lorag_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LORAG_")}
-    env.update(LORAG_HOME=str(tmp_path / "home"), LORAG_MODELS__CACHE_DIR=str(MODELS_CACHE), **extra)
+    # A server trains first adapters in the background only in the tests about that (they set it to true).
+    env.update(LORAG_HOME=str(tmp_path / "home"), LORAG_MODELS__CACHE_DIR=str(MODELS_CACHE),
+               **{"LORAG_FINETUNE__FIRST_ADAPTERS": "false", **extra})
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     return env
 

@@ -78,3 +78,40 @@ def test_promotion_and_rollback_reach_a_running_server(tmp_path: Path, models_di
     finally:
         server.terminate()
         server.communicate(timeout=30)
+
+
+def test_a_server_serves_first_and_trains_its_first_adapters_after(tmp_path: Path, models_dir: Path) -> None:
+    """`make run`'s path: ready with the base model at once, a first adapter trained in the background with its
+    progress shown, and put into service without a restart."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    rows = [{"item": i, "label": "sweet"} for i in SWEET] + [{"item": i, "label": "savoury"} for i in SAVOURY]
+    (tasks / "items.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    (tasks / "taste.yaml").write_text(TASK.replace("gate: {json_validity: 0.0}", "gate: {}"))
+    env = lorag_env(tmp_path, LORAG_FINETUNE__TASKS=str(tasks), LORAG_FINETUNE__POLL_S="0.5",
+                    LORAG_FINETUNE__PARITY_PROMPTS="1", LORAG_FINETUNE__FIRST_ADAPTERS="true")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert _wait_ready(f"{base}/readyz", server) == 200
+        phases: set[str] = set()
+
+        def in_service() -> str | None:
+            [task] = httpx.get(f"{base}/v1/models", timeout=10).json()["tasks"]
+            if task["training"]:
+                phases.add(task["training"]["phase"])
+            return task["in_service"]
+
+        assert in_service() is None  # ready before any adapter: the base model answers meanwhile
+        wait_for(lambda: in_service() is not None, timeout_s=400)
+        version = in_service()
+        assert version is not None and version.startswith("taste@") and version in served(base)
+        assert phases, "the training in progress was never shown"
+        listed = lorag(["adapters", "list"], env, tmp_path).stdout
+        assert version in listed and "active" in listed
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "training first adapters in the background: taste" in output

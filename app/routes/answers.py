@@ -20,10 +20,12 @@ from app.keys import Principal
 from app.resources import Resources, get_resources
 from core.errors import BackendUnavailable, Forbidden, InvalidInput
 from core.faults import as_lorag_error
+from finetune import status as run_status
 from retrieval.answer import Answerer, AnswerResult
 
 router = APIRouter(prefix="/v1", tags=["answers"])
 
+MAX_NAME = 128  # the longest model, adapter version or task name a request may carry
 MODEL_FIELD = ("The base model, an adapter version, or a task (its version in service). "
                "Empty: the version in service for the knowledge base, else the base model.")
 
@@ -39,7 +41,7 @@ class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=2000, description="The question, in the user's words.")
     kb: str | None = Field(None, max_length=64, description="Knowledge base to search; all when empty.")
     history: list[Turn] = Field(default_factory=list, max_length=20, description="Earlier turns, oldest first.")
-    model: str | None = Field(None, description=MODEL_FIELD)
+    model: str | None = Field(None, max_length=MAX_NAME, description=MODEL_FIELD)
 
 
 class CitationOut(BaseModel):
@@ -54,6 +56,8 @@ class CitationOut(BaseModel):
     end: int
     snippet: str
     support: float
+    url: str | None = Field(None, description="The link the document was uploaded with (http or https), if any; "
+                            "`source` is a name, never a link.")
 
 
 class AskResponse(BaseModel):
@@ -105,12 +109,17 @@ def to_response(result: AnswerResult, token: str | None) -> AskResponse:
 
 def token_of(resources: Resources, principal: Principal, question: str, kb: str | None,
              result: AnswerResult) -> str:
+    expires = int(time.time()) + resources.settings.server.answer_token_ttl_s
     return answer_tokens.sign(answer_tokens.secret_of(resources.settings), question=question, answer=result.text,
-                              model=result.model, kb=kb, audience=audience_of(principal))
+                              model=result.model, kb=kb, audience=audience_of(principal),
+                              caller=answer_tokens.caller_of(principal), expires=expires)
 
 
 def citations_of(result: AnswerResult) -> list[CitationOut]:
-    return [CitationOut(**{**vars(c), "section": list(c.section)}) for c in result.citations]
+    """The citations, each with the link its document was uploaded with, if any (never one made from a name)."""
+    urls = {chunk.doc_id: chunk.url for chunk in result.sources}
+    return [CitationOut(**{**vars(c), "section": list(c.section), "url": urls.get(c.doc_id)})
+            for c in result.citations]
 
 
 class ChatMessage(BaseModel):
@@ -124,7 +133,7 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    model: str | None = Field(None, description=MODEL_FIELD)
+    model: str | None = Field(None, max_length=MAX_NAME, description=MODEL_FIELD)
     messages: list[ChatMessage] = Field(min_length=1, max_length=40)
     stream: bool = False
     stream_options: StreamOptions | None = Field(None, description="Only with `stream`, as in OpenAI's API.")
@@ -224,7 +233,19 @@ def list_models(resources: Annotated[Resources, Depends(get_resources)],
     served = resources.answer_generator.models() if resources.answer_generator else []
     names = [name for name in served if _may_use(principal, name, served[0])]
     return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "lorag"}
-                                       for name in names]}
+                                       for name in names],
+            "tasks": tasks_of(resources, principal, served[0] if served else None)}
+
+
+def tasks_of(resources: Resources, principal: Principal, base: str | None) -> list[dict[str, Any]]:
+    """lorag extension: each task's version in service (None: the base model answers) and its run in progress."""
+    active = resources.router.active() if resources.router else {}
+    live = run_status.live(run_status.folder_of(resources.settings.runs_dir))
+    running = {status["task"]: status for status in live}
+    return [{"task": task, "in_service": active.get(task),
+             "training": {key: running[task].get(key) for key in ("phase", "step", "total_steps")}
+             if task in running else None}
+            for task in sorted({*resources.tasks, *active, *running}) if _may_use(principal, task, base)]
 
 
 def _may_use(principal: Principal, model: str | None, base: str | None) -> bool:

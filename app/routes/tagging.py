@@ -27,9 +27,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 
 from app.auth import requires
+from app.keys import Principal
 from app.resources import Resources, get_resources
 from app.tagging import Item, ShotIndex, Tagger, TagResult, matching_task, shot_examples, taxonomy_task
-from core.errors import BackendUnavailable, InvalidInput, LoragError, NotFound
+from core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError, NotFound, shown
 from finetune.prompts import parse_output
 from finetune.tasks import TaskSpec, find_task
 from finetune.types import Record
@@ -58,10 +59,11 @@ class ExampleIn(BaseModel):
 class JobRequest(BaseModel):
     taxonomy: dict[str, Any] | None = Field(None, description="labels: [...] or fields: {name: {type: single|"
                                             "multi, values: [...]}}; optionally description and system.")
-    task: str | None = Field(None, description="A configured classification task, instead of a taxonomy.")
+    task: str | None = Field(None, max_length=64,
+                             description="A configured classification task, instead of a taxonomy.")
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_ITEMS)
-    model: str | None = Field(None, description="Adapter version, task or base model; default: the task's "
-                              "adapter in service, else the base model.")
+    model: str | None = Field(None, max_length=128, description="Adapter version, task or base model; default: the "
+                              "task's adapter in service, else the base model.")
     examples: list[ExampleIn] = Field(default_factory=list, max_length=500,
                                       description="Labelled items for the prompts; default: the task's data.")
     shots: int = Field(3, ge=0, le=8, description="Labelled neighbours shown per item.")
@@ -126,7 +128,7 @@ class JobBoard:
     def get(self, job_id: str) -> TaggingJob:
         job = self._jobs.get(job_id)
         if job is None:
-            raise NotFound(f"no tagging job {job_id!r} (jobs are kept in memory until a restart)", param="id")
+            raise NotFound(f"no tagging job {shown(job_id)} (jobs are kept in memory until a restart)", param="id")
         return job
 
     def _work(self) -> None:
@@ -180,9 +182,12 @@ _BOARD_LOCK = threading.Lock()
 
 
 @router.post("/jobs", status_code=202, response_model=JobOut, summary="Tag items against a taxonomy, in the "
-             "background", dependencies=[Depends(requires("tag"))])
+             "background")
 def create_job(body: JobRequest, resources: Annotated[Resources, Depends(get_resources)],
+               principal: Annotated[Principal, Depends(requires("tag"))],
                board: Annotated[JobBoard, Depends(board_of)]) -> JobOut:
+    if body.model is not None:  # refused before anything else, whatever the state of the models
+        principal.check_model(body.model, resources.answerer.base_model if resources.answerer else None)
     if resources.answer_generator is None:
         raise BackendUnavailable("the models are not loaded (LORAG_SERVER__LOAD_MODELS=false)")
     spec = _spec(body, resources)
@@ -190,8 +195,7 @@ def create_job(body: JobRequest, resources: Annotated[Resources, Depends(get_res
     if len(set(ids)) != len(ids):
         raise InvalidInput("item ids must be unique within a job", param="items")
     _records(spec, body.examples)  # bad examples are the caller's error, reported now rather than in the job
-    model = resources.resolve_model(body.model, None) if body.model else \
-        (resources.router.active().get(spec.name) if resources.router else None)
+    model = _permitted_model(principal, resources, body.model, spec.name)
     job = TaggingJob(id=f"tag-{uuid.uuid4().hex}", spec=spec, request=body, model=model)
     board.submit(job)
     return job.out()
@@ -201,6 +205,23 @@ def create_job(body: JobRequest, resources: Annotated[Resources, Depends(get_res
             dependencies=[Depends(requires("tag"))])
 def get_job(job_id: str, board: Annotated[JobBoard, Depends(board_of)]) -> JobOut:
     return board.get(job_id).out()
+
+
+def _permitted_model(principal: Principal, resources: Resources, model: str | None, task: str) -> str | None:
+    """The model a job is tagged with, once the key may use it: a key's `adapters` bind tagging as they bind chat.
+    By default the task's adapter in service, or the base model when the key may not use that adapter."""
+    base = resources.answerer.base_model if resources.answerer else None
+    if model is None:
+        active = resources.router.active().get(task) if resources.router else None
+        try:
+            principal.check_model(active, base)
+        except Forbidden:
+            return None
+        return active
+    principal.check_model(model, base)
+    resolved = resources.resolve_model(model, None)
+    principal.check_model(resolved, base)
+    return resolved
 
 
 def _spec(body: JobRequest, resources: Resources) -> TaskSpec:

@@ -52,3 +52,9 @@ def widget_js(request: Request) -> Response:
 def demo_page(request: Request) -> Response:
     headers = {"Cache-Control": "no-cache", "Content-Security-Policy": DEMO_CSP}
     return cached_response(request, "demo.html", "text/html; charset=utf-8", headers)
+
+
+@router.get("/demo.js")
+def demo_js(request: Request) -> Response:
+    """The demo page's status line: which adapter answers, and the training in progress."""
+    return cached_response(request, "demo.js", "text/javascript; charset=utf-8", {"Cache-Control": "no-cache"})
