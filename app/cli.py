@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from types import UnionType
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar, Union, get_args, get_origin
 
 import typer
 
@@ -62,8 +63,14 @@ def _settings() -> Settings:
 @cli.command()
 @edge
 def config() -> None:
-    """Print the resolved settings as JSON, secrets redacted."""
-    typer.echo(json.dumps(redacted(_settings()), indent=2, default=str))
+    """Print the resolved settings as JSON, secrets redacted; `*_resolved` fields show what an empty one means."""
+    from app.finetune_cli import tasks_location
+
+    settings = _settings()
+    shown = redacted(settings)
+    shown["finetune"]["tasks_resolved"] = str(tasks_location(settings))
+    shown["models"]["cache_dir_resolved"] = str(settings.models_dir.resolve())
+    typer.echo(json.dumps(shown, indent=2, default=str))
 
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "kb"
@@ -123,7 +130,8 @@ def serve(
                 port=port or settings.server.port, log_config=None)
 
 
-Audience = typer.Option(help="Who may see these documents: public or internal.")
+AudienceName = Literal["public", "internal"]
+Audience = typer.Option(help="Who may see these documents.")
 
 
 @cli.command()
@@ -131,7 +139,7 @@ Audience = typer.Option(help="Who may see these documents: public or internal.")
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (folders are read recursively).")],
     kb: Annotated[str, typer.Option(help="Knowledge base to add them to.")],
-    audience: Annotated[str, Audience] = "public",
+    audience: Annotated[AudienceName, Audience] = "public",
     wait: Annotated[bool, typer.Option(help="With a Redis queue: wait for the workers to finish.")] = True,
 ) -> None:
     """Add or update documents; unchanged ones cost nothing. Exit code 1 if any document failed."""
@@ -146,7 +154,7 @@ def ingest(
 def sync(
     folder: Annotated[Path, typer.Argument(help="Folder to mirror.")],
     kb: Annotated[str, typer.Option(help="Knowledge base that mirrors the folder.")],
-    audience: Annotated[str, Audience] = "public",
+    audience: Annotated[AudienceName, Audience] = "public",
     wait: Annotated[bool, typer.Option(help="With a Redis queue: wait for the workers to finish.")] = True,
 ) -> None:
     """Mirror a folder into a knowledge base: add new files, update changed ones, delete removed ones."""
@@ -178,7 +186,8 @@ def worker(threads: Annotated[int, typer.Option(min=1, help="Documents indexed a
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     kb: Annotated[str | None, typer.Option(help="Knowledge base to search; all when omitted.")] = None,
-    audience: Annotated[str, typer.Option(help="Answer from public, or public and internal, documents.")] = "public",
+    audience: Annotated[AudienceName, typer.Option(help="Answer from public, or public and internal, documents.")
+                        ] = "public",
     model: Annotated[str | None, typer.Option(help="Base model or adapter version.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole answer as JSON.")] = False,
 ) -> None:
@@ -229,7 +238,7 @@ cli.add_typer(evaluation, name="eval")
 def eval_retrieval(
     kb: Annotated[str, typer.Option(help="Knowledge base to search.")],
     qa: Annotated[Path, typer.Option(help="JSONL of questions with their gold document and section.")],
-    audience: Annotated[str, typer.Option(help="public or internal.")] = "internal",
+    audience: Annotated[AudienceName, typer.Option(help="Whose documents to search.")] = "internal",
     out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
 ) -> None:
     """recall@k, MRR and nDCG@10 for dense, hybrid and (if configured) hybrid + reranker."""
@@ -262,7 +271,7 @@ def eval_retrieval(
 def eval_answers(
     kb: Annotated[str, typer.Option(help="Knowledge base to search.")],
     qa: Annotated[Path, typer.Option(help="JSONL of questions, gold answers, documents; answer null: unanswerable.")],
-    audience: Annotated[str, typer.Option(help="public or internal.")] = "internal",
+    audience: Annotated[AudienceName, typer.Option(help="Whose documents to search.")] = "internal",
     model: Annotated[str | None, typer.Option(help="Base model or adapter version.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N questions (generation is slow on a CPU).")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
@@ -548,4 +557,43 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (the pa
 
 
 def main() -> None:
-    sys.exit(cli())
+    command = typer.main.get_command(cli)
+    plain_metavars(command)
+    sys.exit(command())
+
+
+def plain_metavars(command: Any) -> None:
+    """Help in the words a user types: `QUESTION`, `--kb TEXT`, `--audience [public|internal]`, and no value after
+    a flag (typer 0.29 shows `{question}`, `<str>` and `<bool>`)."""
+    for param in command.params:
+        if param.metavar is None:
+            param.metavar = _metavar(param)
+        if param.param_type_name == "argument":
+            param.display_type_rich = lambda ctx: None  # its name says it: no `<str>` beside QUESTION
+    made = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = made(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for child in getattr(command, "commands", {}).values():
+        plain_metavars(child)
+
+
+def _metavar(param: Any) -> str:
+    if param.param_type_name == "argument":
+        return (param.name or "value").upper() + ("..." if param.nargs == -1 else "")
+    return _type_word(param.type_descriptor.annotation)
+
+
+def _type_word(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return "[" + "|".join(map(str, get_args(annotation))) + "]"
+    if get_origin(annotation) in (Union, UnionType):
+        return _type_word(next(arg for arg in get_args(annotation) if arg is not type(None)))
+    if get_origin(annotation) is list:
+        return _type_word(get_args(annotation)[0]) + "..."
+    return {bool: "", str: "TEXT", Path: "PATH", int: "INTEGER", float: "NUMBER"}.get(annotation, "VALUE")

@@ -24,8 +24,13 @@ logger = logging.getLogger(__name__)
 SAMPLE_TASKS = Path(__file__).resolve().parents[1] / "samples" / "tasks"
 
 
+def tasks_location(settings: Settings) -> Path:
+    """The task files in force: LORAG_FINETUNE__TASKS, else the sample tasks."""
+    return (settings.finetune.tasks or SAMPLE_TASKS).resolve()
+
+
 def configured_tasks(settings: Settings) -> list[TaskSpec]:
-    return load_tasks(settings.finetune.tasks or SAMPLE_TASKS)
+    return load_tasks(tasks_location(settings))
 
 
 @contextmanager

@@ -124,3 +124,32 @@ def test_ingest_refuses_a_bad_knowledge_base_name_before_storing_anything(tmp_pa
     assert result.returncode == 1
     assert "knowledge base name 'bad name!'" in result.stderr
     assert not (tmp_path / "home" / "lorag.db").exists()
+
+
+def test_every_help_screen_shows_plain_metavars_and_choices(capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """No `<bool>` after a flag, no `<str>` for a value, and audiences list their choices."""
+    import typer
+
+    from app.cli import cli, plain_metavars
+
+    monkeypatch.setenv("COLUMNS", "200")
+    command = typer.main.get_command(cli)
+    plain_metavars(command)
+    paths: list[list[str]] = [[]] + [[name] for name in command.commands]
+    paths += [[group, name] for group, sub in command.commands.items() for name in getattr(sub, "commands", {})]
+    for path in paths:
+        with pytest.raises(SystemExit):
+            command.main([*path, "--help"], prog_name="lorag")
+        shown = capsys.readouterr().out
+        assert "Usage: lorag" in shown, (path, shown)
+        assert "<bool>" not in shown and "<str>" not in shown, (path, shown)
+        if "--audience" in shown:
+            assert "[public|internal]" in shown, (path, shown)
+
+
+def test_config_shows_what_an_empty_setting_means(tmp_path: Path) -> None:
+    shown = json.loads(run_lorag(["config"], lorag_env(tmp_path), tmp_path).stdout)
+    assert shown["finetune"]["tasks"] is None
+    assert shown["finetune"]["tasks_resolved"].endswith("samples/tasks")
+    assert shown["database"]["url_resolved"].startswith("sqlite:///")
