@@ -31,7 +31,8 @@ from finetune.types import Record, Split, stable_hash
 logger = logging.getLogger(__name__)
 
 SPLITS: tuple[Split, ...] = ("train", "validation", "test")
-ORIGIN_RANK = {"feedback": 2, "data": 1, "general": 0}  # which record wins when one input has two outputs
+# Which record wins when one input has two outputs: generated questions lose to every file and feedback.
+ORIGIN_RANK = {"feedback": 3, "data": 2, "generated": 1, "general": 0}
 MAX_PROBLEMS = 20  # bad rows listed in one error; the rest are counted
 
 
@@ -310,8 +311,11 @@ def _preference(record: Record) -> tuple[int, datetime, str]:
 
 
 def split_of(record: Record, spec: SplitSpec) -> Split:
-    """test / validation / train from the key's hash alone: stable, and growing data never moves a test record."""
-    u = int(stable_hash({"key": record.key, "salt": spec.salt})[:15], 16) / 16**15
+    """test / validation / train from the key's hash alone: stable, and growing data never moves a test record.
+
+    A record may name a split group (generated questions: their source chunk), so a group never straddles splits.
+    """
+    u = int(stable_hash({"key": record.meta.get("group") or record.key, "salt": spec.salt})[:15], 16) / 16**15
     if u < spec.test:
         return "test"
     if u < spec.test + spec.validation:

@@ -1,7 +1,8 @@
 """Records → training examples, rendered exactly as the serving path renders its prompts.
 
 grounded-qa: the question is searched in the task's knowledge base like a user's question. The prompt holds
-the gold chunk plus the best-ranked distractors (`context_chunks` in all), in an order fixed by a hash of the
+the gold chunk plus the best-ranked distractors (`context_chunks` in all; those from the gold chunk's own document
+first, as RAFT's hard distractors), in an order fixed by a hash of the
 question so the gold source is not always [1], and is built by the serving path's `build_prompt`. The target
 is the gold answer cited with the gold chunk's number; an unanswerable question gets distractors only and the
 abstention sentence. So the adapter learns to answer from its sources, cite them, and say when they are silent.
@@ -77,8 +78,9 @@ def grounded_example(task: TaskSpec, record: Record, grounding: GroundingContext
     found = grounding.retriever.search(record.prompt, kb=task.kb, audiences=tuple(task.audiences),
                                        top_k=SEARCH_POOL, mode="hybrid")
     answerable = item.answer is not None
-    gold = [chunk for chunk in found.chunks if is_gold(chunk, item)]
-    distractors = [chunk for chunk in found.chunks if chunk not in gold]
+    pool = [chunk for chunk in found.chunks if not holds_withheld(chunk, record)]
+    gold = [chunk for chunk in pool if is_gold(chunk, item, record.meta.get("chunk_id"))]
+    distractors = hard_first([chunk for chunk in pool if chunk not in gold], gold[:1] or found.chunks[:1])
     if answerable and not gold:
         return None
     chosen = ([gold[0]] if answerable else []) + distractors[: task.context_chunks - (1 if answerable else 0)]
@@ -93,11 +95,28 @@ def grounded_example(task: TaskSpec, record: Record, grounding: GroundingContext
     return Example(tuple(prompt.messages), cite(str(item.answer), number), record.key)
 
 
-def is_gold(chunk: ScoredChunk, item: QAItem) -> bool:
-    """The chunk holds the answer: by its gold document and section when the record names them (the QA files),
-    else (a rated answer or an expert's correction) when most of the answer's words are in the chunk."""
+def holds_withheld(chunk: ScoredChunk, record: Record) -> bool:
+    """A generated question made unanswerable must not see its source, nor a neighbour that overlaps it."""
+    withheld = record.meta.get("without")
+    if not withheld or record.output is not None:
+        return False
+    return chunk.id == record.meta.get("chunk_id") or " ".join(withheld.split()) in " ".join(chunk.text.split())
+
+
+def hard_first(distractors: Sequence[ScoredChunk], anchor: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+    """Distractors from the anchor's document first (the hard ones: same topic, same words), each group by rank."""
+    doc = anchor[0].doc_id if anchor else None
+    return sorted(distractors, key=lambda chunk: chunk.doc_id != doc)
+
+
+def is_gold(chunk: ScoredChunk, item: QAItem, chunk_id: str | None = None) -> bool:
+    """The chunk holds the answer: the record's own chunk when it pins one (a generated question), by its gold
+    document and section when the record names them (the QA files), else (a rated answer or an expert's
+    correction) when most of the answer's words are in the chunk."""
     if item.answer is None:
         return False
+    if chunk_id:
+        return chunk.id == chunk_id
     if item.doc is not None:
         return is_relevant(chunk, item)
     answer, text = set(words(item.answer)), set(words(chunk.text))

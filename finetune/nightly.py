@@ -13,7 +13,7 @@ import json
 import logging
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from core import models
 from core.errors import Conflict, LoragError
 from core.settings import Settings, redacted
 from core.tables import AdapterStatus
-from finetune import data, registry
+from finetune import data, registry, synth
 from finetune import status as run_status
 from finetune.evaluate import Contender, evaluate_task, write_task_report
 from finetune.examples import GroundingContext, build_examples
@@ -40,6 +40,7 @@ from ingest.store import VectorStore
 from retrieval.factory import build_answerer
 from retrieval.generate import TransformersGenerator
 from retrieval.search import Retriever
+from retrieval.types import ScoredChunk
 
 logger = logging.getLogger(__name__)
 
@@ -144,20 +145,60 @@ def _run_locked(stack: Stack, task: TaskSpec, progress: bool) -> Outcome:
     return Outcome(task.name, record.name, "active" if gate.promote else "rejected", gate.summary(), report)
 
 
-def prepare(stack: Stack, task: TaskSpec) -> Prepared:
+def prepare(stack: Stack, task: TaskSpec, held_out: Sequence[Record] = ()) -> Prepared:
+    """Records → splits → training examples. `held_out`: records evaluated elsewhere (a bench's test file); like
+    the test and validation splits, their gold chunks give no generated training question."""
     records = data.load_records(task)
     if task.data.feedback:
         records += data.feedback_records(task, stack.sessions)
-    kept, dropped = data.dedupe(records)
+    generated, chunks, synth_report = documents_records(stack, task)
+    kept, dropped = data.dedupe([*records, *generated])
     splits = data.split(kept, task.split)
+    if generated:
+        outside = [*splits["test"], *splits["validation"], *held_out]
+        splits["train"], overlapping = synth.without_held_out_chunks(splits["train"], outside, chunks)
+        synth_report.filtered["held_out_chunk"] += overlapping
+        splits["train"] = synth.with_unanswerable(splits["train"], task.data.documents.unanswerable, task.split.salt)
     general = data.general_records(task, len(splits["train"]))
     report = data.data_report(task, splits, general, dropped)
+    if task.data.documents is not None:
+        report["documents"] = synth_report.as_dict()
     train, skipped = build_examples(task, [*splits["train"], *general], grounding_of(stack, task))
     report["examples"] = {"train": len(train), "skipped": len(skipped), "skipped_reasons": skipped[:20]}
     logger.info("nightly %s: %d train / %d validation / %d test records, %d general, %d training examples",
                 task.name, len(splits["train"]), len(splits["validation"]), len(splits["test"]), len(general),
                 len(train))
     return Prepared(splits, train, report, data.data_hash(splits))
+
+
+def documents_records(stack: Stack, task: TaskSpec) -> tuple[list[Record], list[ScoredChunk], synth.SynthReport]:
+    """Questions written from the task's knowledge base (`data.documents`); nothing when it does not opt in."""
+    spec = task.data.documents
+    if spec is None or task.kb is None:
+        return [], [], synth.SynthReport()
+    if stack.store is None or stack.embedder is None:
+        raise Conflict(f"task {task.name} writes questions from its documents: it needs the vector store and embedder")
+    ingest = stack.settings.ingest
+    chunks = synth.kb_chunks(stack.sessions, stack.store, stack.embedder, kb=task.kb, audiences=task.audiences,
+                             chunk_tokens=ingest.chunk_tokens, overlap_tokens=ingest.overlap_tokens)
+    writer = question_writer(stack.settings) if spec.questions != "rules" else None
+    records, report = synth.synthesize(task, chunks, Retriever(stack.store, stack.embedder), stack.embedder, writer)
+    return records, chunks, report
+
+
+def question_writer(settings: Settings) -> synth.LlamaIndexWriter:
+    """The base model behind llama-index's LLM interface; llama-index counts tokens with the same tokenizer
+    (its default, tiktoken, would download an encoding)."""
+    from llama_index.core import Settings as LlamaSettings
+
+    from finetune.llm import GeneratorLLM
+
+    ref = models.resolve(settings.models.base, settings.models_dir)
+    model, tokenizer = models.load_causal_lm(ref, settings.models.device)
+    LlamaSettings.tokenizer = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+    generator = TransformersGenerator(model, tokenizer, base_name=models.served_name(settings.models.base),
+                                      adapters={})
+    return synth.LlamaIndexWriter(GeneratorLLM(generator, max_new_tokens=synth.QUESTION_TOKENS))
 
 
 def grounding_of(stack: Stack, task: TaskSpec) -> GroundingContext | None:

@@ -58,8 +58,26 @@ class GeneralMix(Spec):
     ratio: float = Field(0.1, ge=0, le=1, description="General examples per task example in the training split.")
 
 
+class Documents(Spec):
+    """grounded-qa: questions written from the knowledge base's own chunks (`finetune.synth`)."""
+
+    max_examples: int = Field(400, ge=1, description="Generated questions kept, at most (QA files and feedback "
+                              "come on top and win over a generated question with the same text).")
+    questions: Literal["rules", "model", "both"] = Field("rules", description="rules: FAQ rows, headings and "
+                                                         "table rows; model: the base model writes one question "
+                                                         "per chunk through llama-index (slow on a CPU, see "
+                                                         "finetune/synth.py); both.")
+    round_trip_k: int = Field(3, ge=1, le=20, description="Keep a question only if the serving retriever ranks "
+                              "its source chunk among the first this many.")
+    unanswerable: float = Field(0.25, ge=0, lt=1, description="Share of generated training questions shown "
+                                "without their source (hard distractors only), answered with the abstention.")
+    max_sentences: int = Field(2, ge=1, le=5, description="Sentences copied from the chunk into a target.")
+
+
 class Data(Spec):
     sources: list[Source] = Field(default_factory=list)
+    documents: Documents | None = Field(None, description="grounded-qa: also write questions from the knowledge "
+                                        "base's documents; a task may have no other data.")
     feedback: bool = Field(True, description="Also use rated answers, expert corrections and confirmed tags.")
     general: GeneralMix | None = None
 
@@ -170,6 +188,8 @@ class TaskSpec(Spec):
             problems.append(f"name {self.name!r} must be lowercase letters, digits and '-' (at most 48)")
         if self.kind == "grounded-qa" and not self.kb:
             problems.append("a grounded-qa task needs kb: the knowledge base to retrieve from")
+        if self.data.documents is not None and self.kind != "grounded-qa":
+            problems.append("data.documents writes questions from a knowledge base: only a grounded-qa task has one")
         if self.kind == "classification" and self.taxonomy is None:
             problems.append("a classification task needs a taxonomy (labels or fields)")
         unknown = sorted(set(self.gate) - set(METRICS[self.kind]))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Split = Literal["train", "validation", "test"]
-Origin = Literal["data", "feedback", "general"]
+Origin = Literal["data", "feedback", "generated", "general"]  # generated: written from the documents
 
 
 def stable_hash(value: object) -> str:
