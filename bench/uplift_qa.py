@@ -1,0 +1,179 @@
+"""Grounded-QA uplift: an adapter trained on questions written from the documents alone, against the prompt-only base.
+
+Two knowledge bases, each through the nightly job's own steps (`nightly.prepare` → `train_lora` → `evaluate_task`
+through the serving `Answerer`):
+
+- `support`: the sample help centre; training data from `data.documents` (rules) plus the task's QA file, tested on
+  the QA file's test split (human questions only; the generated test records are left out of the score).
+- `python-faq`: the Python FAQ pages in ../shared/data/python-faq-html; training data from the documents alone,
+  tested on ../shared/data/python_faq_qa.jsonl (never trained on: its gold chunks give no training question).
+
+Unanswerable test questions: the KB's own (support has a few) plus questions of the other KB, which the documents
+cannot answer. Reported per KB: token-F1, citation precision and recall, abstention on answerable and unanswerable
+questions, the number of questions, training time, the data hashes.
+
+    .venv/bin/python bench/uplift_qa.py --kbs support python-faq --max-steps 60 --out docs/reports/uplift_qa.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from app import ingest_cli  # noqa: E402
+from app.cli import SAMPLES  # noqa: E402
+from app.finetune_cli import SAMPLE_TASKS  # noqa: E402
+from core import models  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from finetune import data, nightly  # noqa: E402
+from finetune.evaluate import Contender, evaluate_task  # noqa: E402
+from finetune.tasks import Data, Documents, Evaluation, TaskSpec, load_task  # noqa: E402
+from finetune.train import train_lora  # noqa: E402
+from finetune.types import Record, stable_hash  # noqa: E402
+from retrieval.factory import build_answerer  # noqa: E402
+from retrieval.generate import TransformersGenerator  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+PYTHON_FAQ, PYTHON_QA = SHARED / "python-faq-html", SHARED / "python_faq_qa.jsonl"
+METRICS = ("token_f1", "citation_precision", "citation_recall", "abstention_on_answerable",
+           "abstention_on_unanswerable", "answerable", "unanswerable")
+
+
+def qa_records(path: Path, *, answerable: bool = True) -> list[Record]:
+    """A QA file's rows as records; `answerable=False` keeps the questions and drops the answers."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [Record(row["question"], row.get("answer") if answerable else None,
+                   meta={"doc": row.get("doc") if answerable else None, "section": row.get("section")})
+            for row in rows]
+
+
+def python_task(args: argparse.Namespace) -> TaskSpec:
+    return TaskSpec(name="python-faq", kind="grounded-qa", kb="python-faq", path=PYTHON_FAQ / "task.yaml",
+                    data=Data(documents=Documents(questions="rules", max_examples=args.max_examples), feedback=False),
+                    evaluation=Evaluation(max_new_tokens=96))
+
+
+def test_set(kb: str, prepared: nightly.Prepared, args: argparse.Namespace) -> list[Record]:
+    """Answerable: the KB's human questions; unanswerable: its own null rows and the other KB's questions."""
+    support = qa_records(SAMPLES.parent / "kb" / "support_qa.jsonl")
+    if kb == "support":
+        own = [r for r in prepared.splits["test"] if r.origin != "generated"]
+        other = qa_records(PYTHON_QA, answerable=False)
+    else:
+        own = qa_records(PYTHON_QA)
+        other = [replace(r, output=None, meta={"doc": None, "section": None}) for r in support]
+    answerable = sample([r for r in own if r.output is not None], args.answerable)
+    unanswerable = sample([r for r in own if r.output is None] + other, args.unanswerable)
+    return answerable + unanswerable
+
+
+def sample(records: Sequence[Record], count: int) -> list[Record]:
+    return sorted(records, key=lambda r: stable_hash({"bench": r.key}))[:count]
+
+
+def run_kb(kb: str, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    task = (load_task(SAMPLE_TASKS / "support.yaml") if kb == "support" else python_task(args))
+    task = task.model_copy(update={"lora": task.lora.model_copy(update={"r": args.rank, "alpha": 2 * args.rank}),
+                                   "training": task.training.model_copy(update=training_of(args))})
+    with ingest_cli.open_ingest(settings) as ctx:
+        stack = nightly.Stack(settings, ctx.sessions, ctx.store, ctx.embedder)
+        held_out = qa_records(PYTHON_QA) if kb == "python-faq" else []
+        prepared = nightly.prepare(stack, task, held_out=held_out)
+        test = test_set(kb, prepared, args)
+        base = models.resolve(settings.models.base, settings.models_dir)
+        with tempfile.TemporaryDirectory() as out:
+            started = time.perf_counter()
+            trained = train_lora(base.location, prepared.train, lora=task.lora, training=task.training,
+                                 out_dir=Path(out), progress=False)
+            train_s = time.perf_counter() - started
+            results = evaluate(task, test, settings, ctx, base, Path(out))
+    return row(kb, task, prepared, test, results, trained, train_s)
+
+
+def training_of(args: argparse.Namespace) -> dict[str, Any]:
+    return {"max_steps": args.max_steps, "learning_rate": args.lr, "batch_tokens": args.batch_tokens,
+            "epochs": args.epochs, "max_seq_len": 1536, "warmup_ratio": 0.1}
+
+
+def evaluate(task: TaskSpec, test: list[Record], settings: Settings, ctx: Any, base: Any,
+             adapter: Path) -> dict[str, dict[str, Any]]:
+    model, tokenizer = models.load_causal_lm(base, "cpu")
+    generator = TransformersGenerator(model, tokenizer, base_name="base", adapters={"candidate": adapter})
+    answerer = build_answerer(settings, ctx.store, ctx.embedder, generator)
+    answerer.policy = replace(answerer.policy, max_new_tokens=task.evaluation.max_new_tokens)
+    return evaluate_task(task, test, [Contender("candidate", "candidate"), Contender("base (prompt only)", None)],
+                         generator=generator, answerer=answerer)
+
+
+def row(kb: str, task: TaskSpec, prepared: nightly.Prepared, test: list[Record], results: dict[str, Any],
+        trained: Any, train_s: float) -> dict[str, Any]:
+    candidate, base = results["candidate"]["metrics"], results["base (prompt only)"]["metrics"]
+    return {
+        "kb": kb, "task": task.name, "recipe": {"lora": task.lora.model_dump(), "training": task.training.model_dump(),
+                                                "context_chunks": task.context_chunks,
+                                                "unanswerable_share": task.data.documents.unanswerable},
+        "candidate": {k: candidate.get(k) for k in METRICS}, "base": {k: base.get(k) for k in METRICS},
+        "token_f1_uplift": round(candidate["token_f1"] - base["token_f1"], 4),
+        "questions": len(test), "train_examples": len(prepared.train),
+        "training": {"seconds": round(train_s, 1), "steps": trained.steps, "final_loss": round(trained.final_loss, 4),
+                     "tokens": trained.tokens, "stopped_by": trained.stopped_by},
+        "data": {"data_hash": prepared.data_hash, "test_hash": data.data_hash({"test": test}),
+                 "documents": prepared.report.get("documents"), "counts": prepared.report["counts"],
+                 "unanswerable_train": prepared.report.get("unanswerable", {}).get("train")},
+        "targets_met": {"token_f1_plus_0.15": candidate["token_f1"] >= base["token_f1"] + 0.15,
+                        "citation_precision_0.90": candidate["citation_precision"] >= 0.90,
+                        "abstention_unanswerable_0.90": candidate["abstention_on_unanswerable"] >= 0.90,
+                        "abstention_answerable_0.15": candidate["abstention_on_answerable"] <= 0.15},
+        "items": {label: result["items"] for label, result in results.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kbs", nargs="+", default=["support", "python-faq"], choices=["support", "python-faq"])
+    parser.add_argument("--max-steps", type=int, default=60)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--batch-tokens", type=int, default=2048)
+    parser.add_argument("--max-examples", type=int, default=400, help="python-faq: generated questions kept")
+    parser.add_argument("--answerable", type=int, default=24, help="answerable test questions per KB, at most")
+    parser.add_argument("--unanswerable", type=int, default=12, help="unanswerable test questions per KB, at most")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings(home=Path(home), models={"cache_dir": REPO / ".cache" / "models"})
+        models.provision(settings.models.base, settings.models_dir)
+        ingest_cli.sync_path(settings, SAMPLES / "support", kb="support", audience="public", wait=True)
+        ingest_cli.sync_path(settings, PYTHON_FAQ, kb="python-faq", audience="public", wait=True)
+        for kb in args.kbs:
+            rows.append(run_kb(kb, settings, args))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "items"}), file=sys.stderr, flush=True)
+    report = {"benchmark": "uplift_qa", "targets": "token-F1 >= base + 0.15, citation precision >= 0.90, "
+              "abstention on unanswerable >= 0.90, on answerable <= 0.15", "kbs": rows,
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "code": nightly.code_version()}
+    print(json.dumps({**report, "kbs": [{k: v for k, v in r.items() if k != "items"} for r in rows]}, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
