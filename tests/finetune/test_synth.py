@@ -220,3 +220,12 @@ def test_an_unanswerable_example_hides_its_source_and_a_same_document_distractor
     user = example.messages[-1]["content"]
     assert "valid for 3 years" not in user
     assert user.split("[1] ", 1)[1].startswith("Gift cards"), "the hard distractor is from the same document"
+
+
+def test_only_a_grounded_qa_task_may_write_questions_from_documents() -> None:
+    with pytest.raises(ValueError, match="only a grounded-qa task"):
+        TaskSpec(name="tags", kind="chat", data=Data(documents=Documents()))
+    task = TaskSpec.model_validate({"name": "docs", "kind": "grounded-qa", "kb": "kb",
+                                    "data": {"documents": {"max_examples": 50}}})
+    assert task.data.documents is not None and task.data.documents.questions == "rules"
+    assert not task.data.sources, "documents alone are a complete data section"
