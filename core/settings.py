@@ -154,7 +154,8 @@ class GeneratorSettings(Section):
     )
     base_url: str | None = Field(None, description="OpenAI-compatible server URL for backend=openai, e.g. http://vllm:8000/v1.")
     api_key: SecretStr | None = Field(None, description="API key of the OpenAI-compatible model server.")
-    timeout_s: float = Field(60.0, gt=0, description="Seconds before a generation request gives up.")
+    timeout_s: float = Field(60.0, gt=0, description="Seconds before a generation gives up, per row: a batch of "
+                             "n rows (tagging) gets n times this; through vLLM, the client's timeout per request.")
     max_new_tokens: int = Field(192, ge=1, le=4096, description="Longest answer, in generator tokens.")
     repetition_penalty: float = Field(
         1.0, ge=1.0, le=2.0, description="Divides the logit of every token already in the prompt or the answer "
