@@ -132,7 +132,35 @@ def classification_metrics(taxonomy: Taxonomy, items: Sequence[Mapping[str, Any]
     }
     if taxonomy.fields is not None:
         metrics["per_field"] = per_field
+    floors = flagged_values(taxonomy)
+    if floors:
+        metrics["flag_precision"] = flag_precision(floors, golds, preds)
     return metrics
+
+
+def flagged_values(taxonomy: Taxonomy) -> dict[str, dict[str, float]]:
+    """field → {value: its precision floor} for the safety-critical values (`precision_floor`)."""
+    if taxonomy.labels is not None:
+        floor = taxonomy.precision_floor
+        return {LABEL: dict.fromkeys(taxonomy.labels, floor)} if floor else {}
+    return {name: dict.fromkeys(spec.values, spec.precision_floor)
+            for name, spec in (taxonomy.fields or {}).items() if spec.precision_floor}
+
+
+def flag_precision(floors: Mapping[str, Mapping[str, float]], golds: Sequence[Mapping[str, frozenset[str]]],
+                   preds: Sequence[Mapping[str, frozenset[str]]]) -> dict[str, dict[str, Any]]:
+    """`field:value` → precision of the value where the model emitted it, how often, and its floor.
+
+    >>> flag_precision({"diet": {"vegan": 0.95}}, [{"diet": frozenset()}], [{"diet": frozenset({"vegan"})}])
+    {'diet:vegan': {'precision': 0.0, 'emitted': 1, 'floor': 0.95}}
+    """
+    shown = {}
+    for field, values in floors.items():
+        for value, floor in values.items():
+            emitted = [value in gold[field] for gold, pred in zip(golds, preds, strict=True) if value in pred[field]]
+            precision = round(sum(emitted) / len(emitted), 4) if emitted else None
+            shown[f"{field}:{value}"] = {"precision": precision, "emitted": len(emitted), "floor": floor}
+    return shown
 
 
 def macro_f1(pairs: Sequence[tuple[frozenset[str], frozenset[str]]], classes: Sequence[str]) -> float:

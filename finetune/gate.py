@@ -3,8 +3,9 @@
 A task's `gate` maps metric → tolerance. A higher-is-better metric passes when the candidate reaches the
 champion's value minus the tolerance; a lower-is-better one (`tasks.LOWER_IS_BETTER`) when it stays at or
 below the champion's value plus the tolerance. Its `floor` maps metric → an absolute value the candidate must
-reach whatever the champion scored. Every gated metric and floor must pass, and train/serve parity must not
-have failed.
+reach whatever the champion scored. A taxonomy's safety-critical values (`precision_floor`) must each reach
+their floor where the candidate emitted them. Every gated metric and floor must pass, and train/serve parity
+must not have failed.
 
 >>> decide(task, {"macro_f1": 0.712}, {"macro_f1": 0.65}, parity=None).reasons  # task.gate == {"macro_f1": 0.01}
 ('macro_f1 0.712 vs 0.650 in service (tolerance 0.010): ok',)
@@ -39,6 +40,7 @@ def decide(task: TaskSpec, candidate: Mapping[str, float], champion: Mapping[str
         lines += [_compare(metric, tolerance, candidate, champion, champion_label)
                   for metric, tolerance in task.gate.items()]
     lines += [_floor(metric, least, candidate) for metric, least in task.floor.items()]
+    lines += _flag_floors(candidate)
     if parity is not None:
         lines.append(("train/serve parity ok", True) if parity else ("train/serve parity failed", False))
     return GateResult(promote=all(ok for _, ok in lines), reasons=tuple(line for line, _ in lines), parity=parity)
@@ -65,6 +67,22 @@ def _floor(metric: str, least: float, candidate: Mapping[str, float]) -> tuple[s
     ok = mine <= least + EPSILON if lower else mine >= least - EPSILON
     bound = "at most" if lower else "at least"
     return f"{metric} {mine:.3f}, floor {bound} {least:.3f}: {'ok' if ok else 'below the floor'}", ok
+
+
+def _flag_floors(candidate: Mapping[str, object]) -> list[tuple[str, bool]]:
+    """Every safety-critical value the candidate emitted on the test split must reach its precision floor there
+    (a wrong vegan flag on a meat dish is an incident); a value it never emitted made no claim to check."""
+    flags = candidate.get("flag_precision")
+    if not isinstance(flags, Mapping):
+        return []
+    lines = []
+    for name, seen in flags.items():
+        if seen["precision"] is None:
+            continue
+        ok = seen["precision"] >= seen["floor"] - EPSILON
+        lines.append((f"{name} precision {seen['precision']:.3f} over {seen['emitted']} emitted, floor "
+                      f"{seen['floor']:.3f}: {'ok' if ok else 'below the floor'}", ok))
+    return lines
 
 
 def _value(metrics: Mapping[str, float], metric: str) -> float | None:

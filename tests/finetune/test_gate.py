@@ -116,3 +116,38 @@ def test_a_floor_on_an_unknown_metric_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="floor names metrics"):
         TaskSpec.model_validate({"name": "menu", "kind": "classification", "taxonomy": {"labels": ["a", "b"]},
                                  "floor": {"bleu": 0.2}})
+
+
+def flagged() -> TaskSpec:
+    return TaskSpec.model_validate({
+        "name": "menu", "kind": "classification", "gate": {"macro_f1": 0.01},
+        "taxonomy": {"fields": {"dietary": {"type": "multi", "values": ["vegan", "vegetarian", "dairy-free"],
+                                            "precision_floor": 0.95,
+                                            "implies": {"vegan": ["vegetarian", "dairy-free"]}}}}})
+
+
+def test_a_safety_flag_below_its_floor_stops_a_better_candidate() -> None:
+    """Better macro-F1 is not enough: one wrong vegan flag in ten on the test split rejects the adapter."""
+    from finetune.evaluate import classification_metrics
+
+    task = flagged()
+    gold = [{"dietary": ["vegan", "vegetarian", "dairy-free"]}] * 9 + [{"dietary": []}]  # the tenth is a steak
+    wrong = [{"gold": g, "parsed": {"dietary": ["vegan", "vegetarian", "dairy-free"]}, "valid": True} for g in gold]
+    metrics = classification_metrics(task.taxonomy, wrong)
+    assert metrics["flag_precision"]["dietary:vegan"] == {"precision": 0.9, "emitted": 10, "floor": 0.95}
+    result = decide(task, metrics, {**metrics, "macro_f1": 0.0}, parity=None)
+    assert not result.promote
+    assert "dietary:vegan precision 0.900 over 10 emitted, floor 0.950: below the floor" in result.reasons
+
+    right = [{**item, "parsed": item["gold"]} for item in wrong]
+    assert decide(task, classification_metrics(task.taxonomy, right), None, parity=None).promote
+
+
+def test_a_flag_never_emitted_makes_no_claim() -> None:
+    from finetune.evaluate import classification_metrics
+
+    task = flagged()
+    items = [{"gold": {"dietary": ["vegan"]}, "parsed": {"dietary": []}, "valid": True}]
+    metrics = classification_metrics(task.taxonomy, items)
+    assert metrics["flag_precision"]["dietary:vegan"]["precision"] is None
+    assert decide(task, metrics, None, parity=None).promote
