@@ -238,7 +238,10 @@ def test_ask_by_keyboard_see_it_stream_with_sources_and_rate_it(site: Site, brow
     reply = wait_for_reply(browser)
     drafts = [seen["text"] for seen in browser.execute_script("return window.__replies")
               if seen["state"] == "streaming"]
-    assert len(set(drafts)) >= 2 and reply["chunks"] >= 2, "the answer did not stream in"
+    # Streams carry verified sentences only (a one-sentence answer is one delta): the panel showed them while
+    # streaming, and what it showed last is the final answer.
+    assert drafts and reply["chunks"] >= 1, "the answer did not stream in"
+    assert drafts[-1].strip() == reply["text"].strip(), (drafts, reply["text"])
     assert reply["text"].strip() and reply["text"] != "Searching the documentation…"
     excerpt = None
     if reply["abstained"] == "true":  # the 135M model may not manage; then a person must be offered
