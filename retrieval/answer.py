@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Generator as Iteration, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Generator as Iteration
 from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -23,10 +24,10 @@ import numpy as np
 from core.errors import NotFound, shown
 from ingest.embed import Embedder
 from retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, verify
-from retrieval.sentences import MARKER, is_terminated, sentence_spans
 from retrieval.generate import Generator
 from retrieval.prompt import build_prompt, condense_query
 from retrieval.search import Mode, Retriever
+from retrieval.sentences import MARKER, is_terminated, sentence_spans
 from retrieval.types import ABSTENTION, Citation, Prompt, ScoredChunk, VerifiedAnswer
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ SCRIPT = f"The moon is made of cheese [{{delivery}}]. {FEE} [{{fees}}]. {COURIER
 
 
 @pytest.fixture
-def app_with(make_settings: Callable[..., Settings], store: tuple) -> Iterator[Callable[..., TestClient]]:
+def app_with(make_settings: Callable[..., Settings], store: tuple) -> Iterator[Callable[..., TestClient]]:  # noqa: F811
     """A client of the app whose answerer writes with `model` (and `max_new_tokens`)."""
     with TestClient(create_app(make_settings(server={"load_models": False}))) as client:
         def build(model: ScriptedModel, max_new_tokens: int = 200) -> TestClient:

@@ -178,8 +178,10 @@ def test_text_waits_for_markers_that_may_still_follow_a_sentence() -> None:
 
 # The real model's draft for "How is the service fee calculated?" (192 tokens, base model, greedy).
 NUMBERED_LOOP = ("The service fee is calculated based on the following steps:\n\n1. The service fee is set by the "
-                 "service provider.\n" + "".join(f"{n}. The service provider sets the service fee based on the number "
-                                                 "of orders.\n" for n in range(2, 11)) + "11. The service provider sets")
+                 "service provider.\n"
+                 + "".join(f"{n}. The service provider sets the service fee based on the number of orders.\n"
+                           for n in range(2, 11))
+                 + "11. The service provider sets")
 
 
 def test_a_numbered_list_that_loops_stops_before_the_repeated_item() -> None:
