@@ -89,6 +89,9 @@ def sample(records: Sequence[Record], count: int) -> list[Record]:
 
 def run_kb(kb: str, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     task = (load_task(SAMPLE_TASKS / "support.yaml") if kb == "support" else python_task(args))
+    if task.data.documents is None:  # the sample task leaves it out (unmeasured for the demo); this bench measures it
+        documents = Documents(questions="rules", max_examples=args.max_examples)
+        task = task.model_copy(update={"data": task.data.model_copy(update={"documents": documents})})
     task = task.model_copy(update={"lora": task.lora.model_copy(update={"r": args.rank, "alpha": 2 * args.rank}),
                                    "training": task.training.model_copy(update=training_of(args))})
     with ingest_cli.open_ingest(settings) as ctx:
