@@ -35,12 +35,18 @@ def wait_for(condition, timeout_s: float = 30) -> None:  # noqa: ANN001 - any ze
         time.sleep(0.3)
 
 
-def test_promotion_and_rollback_reach_a_running_server(tmp_path: Path, models_dir: Path) -> None:
+def taste_task(tmp_path: Path) -> Path:
+    """A folder with the tiny `taste` task and its data, gated on nothing but parity."""
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     rows = [{"item": i, "label": "sweet"} for i in SWEET] + [{"item": i, "label": "savoury"} for i in SAVOURY]
     (tasks / "items.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
     (tasks / "taste.yaml").write_text(TASK.replace("gate: {json_validity: 0.0}", "gate: {}"))
+    return tasks
+
+
+def test_promotion_and_rollback_reach_a_running_server(tmp_path: Path, models_dir: Path) -> None:
+    tasks = taste_task(tmp_path)
     env = lorag_env(tmp_path, LORAG_FINETUNE__TASKS=str(tasks), LORAG_FINETUNE__POLL_S="0.5",
                     LORAG_FINETUNE__DRAIN_S="1", LORAG_FINETUNE__PARITY_PROMPTS="1")
 
@@ -83,11 +89,7 @@ def test_promotion_and_rollback_reach_a_running_server(tmp_path: Path, models_di
 def test_a_server_serves_first_and_trains_its_first_adapters_after(tmp_path: Path, models_dir: Path) -> None:
     """`make run`'s path: ready with the base model at once, a first adapter trained in the background with its
     progress shown, and put into service without a restart."""
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    rows = [{"item": i, "label": "sweet"} for i in SWEET] + [{"item": i, "label": "savoury"} for i in SAVOURY]
-    (tasks / "items.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
-    (tasks / "taste.yaml").write_text(TASK.replace("gate: {json_validity: 0.0}", "gate: {}"))
+    tasks = taste_task(tmp_path)
     env = lorag_env(tmp_path, LORAG_FINETUNE__TASKS=str(tasks), LORAG_FINETUNE__POLL_S="0.5",
                     LORAG_FINETUNE__PARITY_PROMPTS="1", LORAG_FINETUNE__FIRST_ADAPTERS="true")
     port = free_port()
