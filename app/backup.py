@@ -27,15 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lorag.app import ingest_cli
+from lorag.core import db
+from lorag.core.errors import Conflict, InvalidInput
+from lorag.core.settings import Settings
+from lorag.core.tables import AdapterVersion, Base, Document, DocumentStatus
+from lorag.finetune.registry import STAGING
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.sql.schema import Table
-
-from app import ingest_cli
-from core import db
-from core.errors import Conflict, InvalidInput
-from core.settings import Settings
-from core.tables import AdapterVersion, Base, Document, DocumentStatus
-from finetune.registry import STAGING
 
 logger = logging.getLogger(__name__)
 

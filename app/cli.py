@@ -13,20 +13,18 @@ from types import UnionType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar, Union, get_args, get_origin
 
 import typer
-
-from core import db, models
-from core.errors import InvalidInput
-from core.faults import as_lorag_error
-from core.logs import configure_logging
-from core.settings import Settings, load_settings, redacted
+from lorag.core import db, models
+from lorag.core.errors import InvalidInput
+from lorag.core.faults import as_lorag_error
+from lorag.core.logs import configure_logging
+from lorag.core.settings import Settings, load_settings, redacted
 
 if TYPE_CHECKING:  # the ingestion stack imports torch and qdrant: only commands that need it load it
+    from lorag.app.adapters import AdapterRouter
+    from lorag.ingest.pipeline import Outcome
+    from lorag.ingest.service import SubmitReport
+    from lorag.retrieval.generate import Generator
     from sqlalchemy.orm import Session, sessionmaker
-
-    from app.adapters import AdapterRouter
-    from ingest.pipeline import Outcome
-    from ingest.service import SubmitReport
-    from retrieval.generate import Generator
 
 cli = typer.Typer(name="lorag", no_args_is_help=True, add_completion=False,
                   help="Answers from your own documents with checked citations, from nightly LoRA-tuned models.")
@@ -64,7 +62,7 @@ def _settings() -> Settings:
 @edge
 def config() -> None:
     """Print the resolved settings as JSON, secrets redacted; `*_resolved` fields show what an empty one means."""
-    from app.finetune_cli import tasks_location
+    from lorag.app.finetune_cli import tasks_location
 
     settings = _settings()
     shown = redacted(settings)
@@ -98,14 +96,14 @@ def setup(
     if samples:
         _ingest_samples(settings)
     if adapters:
-        from app import finetune_cli
+        from lorag.app import finetune_cli
 
         finetune_cli.train_demo_adapters(settings)
     typer.echo(f"setup done in {time.perf_counter() - started:.1f}s (LORAG_HOME={settings.home.resolve()})")
 
 
 def _ingest_samples(settings: Settings) -> None:
-    from app import ingest_cli
+    from lorag.app import ingest_cli
 
     if not SAMPLES.is_dir():
         typer.echo(f"no sample knowledge bases at {SAMPLES}; skipped")
@@ -126,7 +124,7 @@ def serve(
     import uvicorn
 
     settings = _settings()
-    uvicorn.run("app.main:main_app", factory=True, host=host or settings.server.host,
+    uvicorn.run("lorag.app.main:main_app", factory=True, host=host or settings.server.host,
                 port=port or settings.server.port, log_config=None)
 
 
@@ -143,7 +141,7 @@ def ingest(
     wait: Annotated[bool, typer.Option(help="With a Redis queue: wait for the workers to finish.")] = True,
 ) -> None:
     """Add or update documents; unchanged ones cost nothing. Exit code 1 if any document failed."""
-    from app import ingest_cli
+    from lorag.app import ingest_cli
 
     job_id, report, outcomes = ingest_cli.ingest_paths(_settings(), paths, kb=kb, audience=audience, wait=wait)
     _report(job_id, report, outcomes)
@@ -158,14 +156,14 @@ def sync(
     wait: Annotated[bool, typer.Option(help="With a Redis queue: wait for the workers to finish.")] = True,
 ) -> None:
     """Mirror a folder into a knowledge base: add new files, update changed ones, delete removed ones."""
-    from app import ingest_cli
+    from lorag.app import ingest_cli
 
     job_id, report, outcomes = ingest_cli.sync_path(_settings(), folder, kb=kb, audience=audience, wait=wait)
     _report(job_id, report, outcomes)
 
 
 def _report(job_id: str, report: SubmitReport, outcomes: list[Outcome]) -> None:
-    from app import ingest_cli
+    from lorag.app import ingest_cli
 
     line, code = ingest_cli.summarise(report, outcomes)
     typer.echo(f"{line} (job {job_id})")
@@ -176,7 +174,7 @@ def _report(job_id: str, report: SubmitReport, outcomes: list[Outcome]) -> None:
 @edge
 def worker(threads: Annotated[int, typer.Option(min=1, help="Documents indexed at once.")] = 1) -> None:
     """Consume ingestion jobs (run several, on several machines, with a Redis queue)."""
-    from app import ingest_cli
+    from lorag.app import ingest_cli
 
     ingest_cli.run_worker(_settings(), threads)
 
@@ -192,8 +190,8 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole answer as JSON.")] = False,
 ) -> None:
     """Answer a question from the knowledge base and print its sources."""
-    from app import ingest_cli
-    from retrieval.factory import build_answer_generator, build_answerer
+    from lorag.app import ingest_cli
+    from lorag.retrieval.factory import build_answer_generator, build_answerer
 
     settings = _settings()
     audiences = {"public": ("public",), "internal": ("public", "internal")}.get(audience)
@@ -205,7 +203,7 @@ def ask(
         model = _serve_adapters(settings, ctx.sessions, generator).resolve(model, kb)
         result = answerer.ask(question, kb=kb, audiences=audiences, model=model)
     if as_json:
-        from app.routes.answers import to_response
+        from lorag.app.routes.answers import to_response
 
         typer.echo(to_response(result, None).model_dump_json(indent=2))  # no feedback from here: no token
         return
@@ -220,8 +218,8 @@ def ask(
 
 def _serve_adapters(settings: Settings, sessions: sessionmaker[Session], generator: Generator) -> AdapterRouter:
     """The registry's active adapters, loaded into a one-off command's generator."""
-    from app.adapters import AdapterRouter
-    from app.finetune_cli import configured_tasks
+    from lorag.app.adapters import AdapterRouter
+    from lorag.app.finetune_cli import configured_tasks
 
     router = AdapterRouter(generator, sessions, configured_tasks(settings), poll_s=settings.finetune.poll_s,
                            drain_s=settings.finetune.drain_s)
@@ -242,10 +240,10 @@ def eval_retrieval(
     out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
 ) -> None:
     """recall@k, MRR and nDCG@10 for dense, hybrid and (if configured) hybrid + reranker."""
-    from app import ingest_cli
-    from retrieval import evaluate
-    from retrieval.factory import build_reranker
-    from retrieval.search import Retriever
+    from lorag.app import ingest_cli
+    from lorag.retrieval import evaluate
+    from lorag.retrieval.factory import build_reranker
+    from lorag.retrieval.search import Retriever
 
     settings = _settings()
     items = evaluate.load_qa(qa)
@@ -277,9 +275,9 @@ def eval_answers(
     out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
 ) -> None:
     """Token-F1, ROUGE-L, citation precision/recall and abstention, answerable and unanswerable."""
-    from app import ingest_cli
-    from retrieval import evaluate
-    from retrieval.factory import build_answer_generator, build_answerer
+    from lorag.app import ingest_cli
+    from lorag.retrieval import evaluate
+    from lorag.retrieval.factory import build_answer_generator, build_answerer
 
     settings = _settings()
     items = evaluate.load_qa(qa)[:limit]
@@ -308,7 +306,7 @@ def eval_tagging(
     out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
 ) -> None:
     """Accuracy, macro-F1 per field and schema validity of `lorag tag` on a gold file."""
-    from app import tagging_cli
+    from lorag.app import tagging_cli
 
     tagging_cli.eval_tagging(_settings(), gold, taxonomy=taxonomy, task=task, model=model, examples=examples,
                              text_field=None, tags_field=None, shots=shots, batch_size=batch_size, limit=limit,
@@ -321,7 +319,7 @@ def _save_eval(name: str, report: dict[str, object], settings: Settings, qa: Pat
 
     report["run"] = {"kb": kb, "qa_file": str(qa), "qa_sha256": hashlib.sha256(qa.read_bytes()).hexdigest(),
                      "lorag": importlib.metadata.version("lorag"), "settings": redacted(settings)}
-    from retrieval.evaluate import write_report
+    from lorag.retrieval.evaluate import write_report
 
     json_path, md_path = write_report(name, report, out or settings.runs_dir / "eval")
     typer.echo(md_path.read_text())
@@ -353,7 +351,7 @@ def tag(
 ) -> None:
     """Tag every item against a taxonomy. Resumable: run it again to continue where it stopped.
     Exit code 1 if any item got no valid tags (the output gives the reason)."""
-    from app import tagging_cli
+    from lorag.app import tagging_cli
 
     raise typer.Exit(tagging_cli.tag_command(
         _settings(), input_path, output, taxonomy=taxonomy, task=task, model=model, examples=examples,
@@ -368,21 +366,24 @@ def nightly(
     = None,
     time_budget: Annotated[float | None, typer.Option(help="Seconds of training per task (default: unbounded).")]
     = None,
+    max_eval: Annotated[int | None, typer.Option(help="Evaluate on at most this many test examples: a quick check, "
+                                                     "whose gate decides on fewer examples (default: all).")]
+    = None,
 ) -> None:
     """Retrain every task's adapter from the base model, evaluate it, promote it if at least as good.
     For cron or a Kubernetes CronJob. Exit code 1 if a task failed; a rejected candidate is not a failure."""
-    from app import finetune_cli
+    from lorag.app import finetune_cli
 
     raise typer.Exit(finetune_cli.print_outcomes(
         finetune_cli.nightly(_settings(), task or [],
-                             training={"time_budget_s": time_budget} if time_budget else None)))
+                             training={"time_budget_s": time_budget} if time_budget else None, max_eval=max_eval)))
 
 
 @cli.command()
 @edge
 def scheduler() -> None:
     """Run the nightly job on LORAG_FINETUNE__SCHEDULE (cron, 02:00 UTC by default) until stopped."""
-    from app import finetune_cli
+    from lorag.app import finetune_cli
 
     finetune_cli.run_scheduler(_settings())
 
@@ -391,7 +392,7 @@ def scheduler() -> None:
 @edge
 def slack() -> None:
     """Answer in Slack over Socket Mode (no public URL): mentions, direct messages, reactions, corrections."""
-    from app import slack as slack_app
+    from lorag.app import slack as slack_app
 
     slack_app.run_socket_mode(_settings())
 
@@ -404,9 +405,9 @@ cli.add_typer(adapters_cli, name="adapters")
 @edge
 def adapters_list(task: Annotated[str | None, typer.Option(help="Only this task's versions.")] = None) -> None:
     """Every version, newest first, with its status and test metrics."""
-    from app import finetune_cli, ingest_cli
-    from finetune import registry
-    from finetune import status as run_status
+    from lorag.app import finetune_cli, ingest_cli
+    from lorag.finetune import registry
+    from lorag.finetune import status as run_status
 
     settings = _settings()
     for running in run_status.live(run_status.folder_of(settings.runs_dir)):
@@ -424,8 +425,8 @@ def adapters_list(task: Annotated[str | None, typer.Option(help="Only this task'
 @edge
 def adapters_show(version: Annotated[str, typer.Argument(help="A version, e.g. support@20261122T020000Z.")]) -> None:
     """One version: status, metrics, gate decision, data hash, code version, report."""
-    from app import finetune_cli, ingest_cli
-    from finetune import registry
+    from lorag.app import finetune_cli, ingest_cli
+    from lorag.finetune import registry
 
     with ingest_cli.open_registry(_settings()) as sessions:
         typer.echo(finetune_cli.show(registry.get(sessions, version)))
@@ -438,8 +439,8 @@ def adapters_promote(
     reason: Annotated[str, typer.Option(help="Recorded with the version.")] = "promoted by an operator",
 ) -> None:
     """Put a version in service now (running servers switch on their next poll); the current one is retired."""
-    from app import ingest_cli
-    from finetune import registry
+    from lorag.app import ingest_cli
+    from lorag.finetune import registry
 
     with ingest_cli.open_registry(_settings()) as sessions:
         record = registry.promote(sessions, version, reason)
@@ -450,8 +451,8 @@ def adapters_promote(
 @edge
 def adapters_rollback(task: Annotated[str, typer.Argument(help="The task whose adapter to roll back.")]) -> None:
     """Take the task's version out of service and restore the one that served before it."""
-    from app import ingest_cli
-    from finetune import registry
+    from lorag.app import ingest_cli
+    from lorag.finetune import registry
 
     with ingest_cli.open_registry(_settings()) as sessions:
         record = registry.rollback(sessions, task)
@@ -463,7 +464,7 @@ def adapters_rollback(task: Annotated[str, typer.Argument(help="The task whose a
 def backup_command(path: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup.")]) -> None:
     """Back up the database, the adapter registry and (as the documents it is built from) the vector store.
     Safe while the server runs."""
-    from app import backup
+    from lorag.app import backup
 
     report = backup.backup(_settings(), path)
     for line in backup.describe(report):
@@ -476,7 +477,7 @@ def backup_command(path: Annotated[Path, typer.Argument(help="A new (or empty) f
 def restore_command(path: Annotated[Path, typer.Argument(help="A folder written by `lorag backup`.")]) -> None:
     """Restore a backup into an empty LORAG_HOME / database, then rebuild the vector store from its documents.
     Exit code 1 if a document could not be indexed again."""
-    from app import backup
+    from lorag.app import backup
 
     report = backup.restore(_settings(), path)
     for line in backup.describe(report):
@@ -488,8 +489,8 @@ def restore_command(path: Annotated[Path, typer.Argument(help="A folder written 
 @edge
 def serve_model() -> None:
     """Run vLLM (OpenAI-compatible) with the base model and the active adapter versions (LORAG_VLLM__*)."""
-    from app import ingest_cli, model_server
-    from finetune import registry
+    from lorag.app import ingest_cli, model_server
+    from lorag.finetune import registry
 
     settings = _settings()
     models.provision(settings.models.base, settings.models_dir)
@@ -522,7 +523,7 @@ def keys_create(
     = None,
 ) -> None:
     """Create a key. It is printed once: store it now, lorag keeps only its hash."""
-    from app import ingest_cli, keys
+    from lorag.app import ingest_cli, keys
 
     with ingest_cli.open_registry(_settings()) as sessions:
         key, info = keys.create(sessions, name=name, scopes=scope, kbs=kb, adapters=adapter, origins=origin or (),
@@ -535,7 +536,7 @@ def keys_create(
 @edge
 def keys_list() -> None:
     """Every key: id, name, scopes, limits, and whether it is revoked (never the key itself)."""
-    from app import ingest_cli, keys
+    from lorag.app import ingest_cli, keys
 
     with ingest_cli.open_registry(_settings()) as sessions:
         for info in keys.listing(sessions):
@@ -549,7 +550,7 @@ def keys_list() -> None:
 @edge
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (the part after lorag_).")]) -> None:
     """Revoke a key at once; requests with it get 401 from then on."""
-    from app import ingest_cli, keys
+    from lorag.app import ingest_cli, keys
 
     with ingest_cli.open_registry(_settings()) as sessions:
         info = keys.revoke(sessions, key_id)

@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-
-from app import ingest_cli
-from app.scheduler import Scheduler
-from core.settings import Settings
-from finetune import demo, registry
-from finetune.nightly import Outcome, Stack, run_all
-from finetune.registry import AdapterRecord
-from finetune.tasks import TaskSpec, find_task, load_tasks
+from lorag.app import ingest_cli
+from lorag.app.scheduler import Scheduler
+from lorag.core.settings import Settings
+from lorag.finetune import demo, registry
+from lorag.finetune.nightly import Outcome, Stack, run_all
+from lorag.finetune.registry import AdapterRecord
+from lorag.finetune.tasks import TaskSpec, find_task, load_tasks
 
 logger = logging.getLogger(__name__)
 

@@ -11,19 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
+from lorag.core import db, models
+from lorag.core.settings import Settings
+from lorag.ingest import registry, service
+from lorag.ingest.embed import Embedder
+from lorag.ingest.factory import build_embedder, build_indexer, build_queue, build_store
+from lorag.ingest.pipeline import Indexer, Outcome
+from lorag.ingest.service import SubmitReport
+from lorag.ingest.store import VectorStore
+from lorag.ingest.worker import Worker
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-
-from core import db, models
-from core.settings import Settings
-from ingest import registry, service
-from ingest.embed import Embedder
-from ingest.factory import build_embedder, build_indexer, build_queue, build_store
-from ingest.pipeline import Indexer, Outcome
-from ingest.service import SubmitReport
-from ingest.store import VectorStore
-from ingest.worker import Worker
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi.responses import JSONResponse
-
-from app.errors import envelope
+from lorag.app.errors import envelope
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -7,20 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-
-from app import answer_tokens
-from app.auth import build_rate_limiter, install_cors
-from app.docs import install_docs
-from app.errors import install_error_handlers
-from app.limits import install_body_limit
-from app.observability import Metrics, install_observability
-from app.resources import open_resources
-from app.routes import answers, documents, feedback, health, tagging, widget
-from app.routes import slack as slack_events
-from core import models
-from core.faults import as_lorag_error
-from core.logs import configure_logging
-from core.settings import Settings, load_settings
+from lorag.app import answer_tokens
+from lorag.app.auth import build_rate_limiter, install_cors
+from lorag.app.docs import install_docs
+from lorag.app.errors import install_error_handlers
+from lorag.app.limits import install_body_limit
+from lorag.app.observability import Metrics, install_observability
+from lorag.app.resources import open_resources
+from lorag.app.routes import answers, documents, feedback, health, tagging, widget
+from lorag.app.routes import slack as slack_events
+from lorag.core import models
+from lorag.core.faults import as_lorag_error
+from lorag.core.logs import configure_logging
+from lorag.core.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 

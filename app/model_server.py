@@ -29,11 +29,10 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from lorag.core import models
+from lorag.core.settings import Settings
+from lorag.finetune.registry import AdapterRecord
 from sqlalchemy.exc import SQLAlchemyError
-
-from core import models
-from core.settings import Settings
-from finetune.registry import AdapterRecord
 
 logger = logging.getLogger(__name__)
 

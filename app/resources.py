@@ -7,20 +7,19 @@ import threading
 from dataclasses import dataclass, field
 
 from fastapi import Request
+from lorag.app.adapters import AdapterRouter
+from lorag.app.scheduler import Scheduler
+from lorag.core import db, models
+from lorag.core.settings import Settings
+from lorag.ingest.embed import Embedder
+from lorag.ingest.factory import build_embedder, build_indexer, build_queue, build_store
+from lorag.ingest.store import VectorStore
+from lorag.ingest.worker import IngestQueue, Worker
+from lorag.retrieval.answer import Answerer
+from lorag.retrieval.factory import build_answer_generator, build_answerer
+from lorag.retrieval.generate import Generator
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-
-from app.adapters import AdapterRouter
-from app.scheduler import Scheduler
-from core import db, models
-from core.settings import Settings
-from ingest.embed import Embedder
-from ingest.factory import build_embedder, build_indexer, build_queue, build_store
-from ingest.store import VectorStore
-from ingest.worker import IngestQueue, Worker
-from retrieval.answer import Answerer
-from retrieval.factory import build_answer_generator, build_answerer
-from retrieval.generate import Generator
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ def _start_ingestion(resources: Resources) -> None:
 
 def _serve_adapters(resources: Resources) -> None:
     """Follow the registry's promotions, and run the nightly schedule here when configured to."""
-    from app.finetune_cli import configured_tasks
+    from lorag.app.finetune_cli import configured_tasks
 
     settings = resources.settings
     tasks = configured_tasks(settings)
@@ -123,8 +122,8 @@ def _serve_adapters(resources: Resources) -> None:
 def _first_adapters(resources: Resources, tasks: list) -> None:
     """Serve first, train after: tasks without an adapter get a short first one in the background, and the router
     puts each into service as soon as its gate passes. The base model answers meanwhile."""
-    from finetune import demo
-    from finetune.nightly import Stack
+    from lorag.finetune import demo
+    from lorag.finetune.nightly import Stack
 
     stack = Stack(resources.settings, resources.sessions, resources.store, resources.embedder)
     try:
@@ -138,7 +137,7 @@ def _first_adapters(resources: Resources, tasks: list) -> None:
 
 
 def _nightly_in_process(resources: Resources, tasks: list) -> None:
-    from finetune.nightly import Stack, run_all
+    from lorag.finetune.nightly import Stack, run_all
 
     stack = Stack(resources.settings, resources.sessions, resources.store, resources.embedder)
     for outcome in run_all(stack, tasks, progress=False):

@@ -14,8 +14,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, croniter
-
-from core.errors import ConfigError
+from lorag.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -25,9 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import ValidationError
-
-from app.tagging_confidence import (
+from lorag.app.tagging_confidence import (
     Calibration,
     Distribution,
     Scorer,
@@ -37,11 +35,12 @@ from app.tagging_confidence import (
     knn_distribution,
     one_hot,
 )
-from core.errors import ConfigError, InvalidInput
-from finetune.prompts import classification_messages, json_schema, parse_output
-from finetune.tasks import TaskSpec, Taxonomy, load_task, read_mapping
-from finetune.types import Record
-from retrieval.generate import Generation, Generator, Messages
+from lorag.core.errors import ConfigError, InvalidInput
+from lorag.finetune.prompts import classification_messages, json_schema, parse_output
+from lorag.finetune.tasks import TaskSpec, Taxonomy, load_task, read_mapping
+from lorag.finetune.types import Record
+from lorag.retrieval.generate import Generation, Generator, Messages
+from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
 

@@ -24,21 +24,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from lorag.app.tagging import Item, Raw, ShotIndex, Tagger, TagResult, load_taxonomy, matching_task, shot_examples
+from lorag.app.tagging_confidence import Calibration, TransformersScorer, fit_calibration
+from lorag.core.errors import InvalidInput, NotFound
+from lorag.core.settings import Settings
+from lorag.finetune.prompts import parse_output
+from lorag.finetune.tasks import TaskSpec
+from lorag.finetune.types import Record, stable_hash
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from app.tagging import Item, Raw, ShotIndex, Tagger, TagResult, load_taxonomy, matching_task, shot_examples
-from app.tagging_confidence import Calibration, TransformersScorer, fit_calibration
-from core.errors import InvalidInput, NotFound
-from core.settings import Settings
-from finetune.prompts import parse_output
-from finetune.tasks import TaskSpec
-from finetune.types import Record, stable_hash
-
 if TYPE_CHECKING:  # the models and the database are loaded by the commands that need them
+    from lorag.finetune.registry import AdapterRecord
+    from lorag.ingest.embed import Embedder
     from sqlalchemy.orm import Session, sessionmaker
-
-    from finetune.registry import AdapterRecord
-    from ingest.embed import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -331,8 +329,8 @@ def eval_tagging(settings: Settings, gold: Path, *, taxonomy: Path | None, task:
                  batch_size: int, limit: int | None, out: Path | None) -> dict[str, Any]:
     """`lorag eval tagging`: the tagger against the kNN vote and the base model with the same shots and constrained
     decoding (`app.tagging_eval`): macro-F1 per field, per-value precision and recall, calibration error."""
-    from app.tagging_eval import compare
-    from retrieval.evaluate import write_report
+    from lorag.app.tagging_eval import compare
+    from lorag.retrieval.evaluate import write_report
 
     spec = tagging_spec(settings, taxonomy, task)
     records = labelled_records(gold, spec, text_field=text_field, tags_field=tags_field)[:limit]
@@ -352,8 +350,8 @@ def eval_tagging(settings: Settings, gold: Path, *, taxonomy: Path | None, task:
 def tagging_spec(settings: Settings, taxonomy: Path | None, task: str | None) -> TaskSpec:
     """The task to tag with: `--task`, else the configured task with the taxonomy's fields (its prompt, data and
     adapter were made together), else the taxonomy file on its own."""
-    from app.finetune_cli import configured_tasks
-    from finetune.tasks import find_task
+    from lorag.app.finetune_cli import configured_tasks
+    from lorag.finetune.tasks import find_task
 
     if task is not None:
         found = find_task(configured_tasks(settings), task)
@@ -374,8 +372,8 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
     """The in-process model scores the taxonomy's values (constrained decoding with probabilities); a model server
     (vLLM) generates under its JSON schema. Labelled examples serve the prompts and the neighbours' vote, and held-out
     ones fit the calibration (cached per model, taxonomy and data)."""
-    from app import ingest_cli
-    from retrieval.factory import build_answer_generator
+    from lorag.app import ingest_cli
+    from lorag.retrieval.factory import build_answer_generator
 
     with ingest_cli.open_registry(settings) as sessions:
         adapter = _adapter(sessions, spec, model)
@@ -397,7 +395,7 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
 
 
 def _scorer(settings: Settings, adapter: AdapterRecord | None, model: str | None) -> TransformersScorer:
-    from core import models
+    from lorag.core import models
 
     base = models.served_name(settings.models.base)
     if adapter is None and model not in (None, base):
@@ -444,7 +442,7 @@ def calibration_of(settings: Settings, tagger: Tagger, held_out: Sequence[Record
 
 def _adapter(sessions: sessionmaker[Session], spec: TaskSpec, model: str | None) -> AdapterRecord | None:
     """The registry's version for `model` (a version or a task name), or the task's active one; None: base."""
-    from finetune import registry
+    from lorag.finetune import registry
 
     active = registry.active(sessions)
     if model is None:
@@ -461,7 +459,7 @@ def _shot_pool(spec: TaskSpec, examples: Path | None) -> tuple[list[tuple[str, A
     """(examples for the prompts and the vote, held-out items to calibrate on): `--examples` (calibrated
     leave-one-out: an item never sees itself), else the task's training split and its validation split (never its
     test split)."""
-    from finetune.data import dedupe, load_records, split
+    from lorag.finetune.data import dedupe, load_records, split
 
     if examples is not None:
         records = labelled_records(examples, spec, text_field=None, tags_field=None)
@@ -474,8 +472,8 @@ def _shot_pool(spec: TaskSpec, examples: Path | None) -> tuple[list[tuple[str, A
 
 
 def _embedder(settings: Settings) -> Embedder:
-    from core import models
-    from ingest.factory import build_embedder
+    from lorag.core import models
+    from lorag.ingest.factory import build_embedder
 
     ref = models.resolve(settings.models.embedder, settings.models_dir)
     return build_embedder(settings, models.load_embedder(ref, settings.models.device))

@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from finetune.tasks import Taxonomy
-from retrieval.generate import Messages
+from lorag.finetune.tasks import Taxonomy
+from lorag.retrieval.generate import Messages
 
 if TYPE_CHECKING:
     import torch

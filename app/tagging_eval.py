@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app.tagging import Item, Raw, Tagger
-from app.tagging_confidence import (
+from lorag.app.tagging import Item, Raw, Tagger
+from lorag.app.tagging_confidence import (
     Calibration,
     Decision,
     Distribution,
@@ -28,9 +28,9 @@ from app.tagging_confidence import (
     expected_calibration_error,
     field_specs,
 )
-from finetune.evaluate import classification_metrics
-from finetune.tasks import Taxonomy
-from finetune.types import Record
+from lorag.finetune.evaluate import classification_metrics
+from lorag.finetune.tasks import Taxonomy
+from lorag.finetune.types import Record
 
 
 def compare(tagger: Tagger, records: Sequence[Record], base: Scorer | None = None) -> dict[str, dict[str, Any]]:

@@ -28,9 +28,9 @@ TARGET_SHARE = 0.10
 
 
 def start_server(home: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    subprocess.run([sys.executable, "-m", "app", "ingest", str(REPO / "samples/kb/support"), "--kb", "support"],
+    subprocess.run([sys.executable, "-m", "lorag.app", "ingest", str(REPO / "samples/kb/support"), "--kb", "support"],
                    env=env, cwd=home, check=True, capture_output=True)
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=home,
+    server = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve", "--port", str(port)], env=env, cwd=home,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

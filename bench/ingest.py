@@ -29,11 +29,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core import db, models  # noqa: E402
-from ingest import service  # noqa: E402
-from ingest.embed import Embedder  # noqa: E402
-from ingest.pipeline import ChunkingPolicy, Indexer  # noqa: E402
-from ingest.store import EdgeVectorStore, Filter  # noqa: E402
+from lorag.core import db, models  # noqa: E402
+from lorag.ingest import service  # noqa: E402
+from lorag.ingest.embed import Embedder  # noqa: E402
+from lorag.ingest.pipeline import ChunkingPolicy, Indexer  # noqa: E402
+from lorag.ingest.store import EdgeVectorStore, Filter  # noqa: E402
 
 TARGET_RATIO = 0.8
 HTML_DIR = "usr/share/doc/python3.11/html"

@@ -43,7 +43,7 @@ def questions() -> list[str]:
 
 
 def make_key(home: Path, env: dict[str, str], name: str, rate: int | None) -> str:
-    command = [sys.executable, "-m", "app", "keys", "create", "--name", name, "--scope", "chat:public"]
+    command = [sys.executable, "-m", "lorag.app", "keys", "create", "--name", name, "--scope", "chat:public"]
     command += ["--rate", str(rate)] if rate else []
     return subprocess.run(command, env=env, cwd=home, check=True, capture_output=True, text=True).stdout.strip()
 

@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Before bench/ itself, where bench/ingest.py would shadow the ingest package when run as a script.
 sys.path.insert(0, str(REPO))
 
-from ingest.sparse import SparseVector, sparse_vectors  # noqa: E402
-from ingest.store import EdgeVectorStore, Filter, Point, QdrantVectorStore, VectorStore, point_id  # noqa: E402
+from lorag.ingest.sparse import SparseVector, sparse_vectors  # noqa: E402
+from lorag.ingest.store import EdgeVectorStore, Filter, Point, QdrantVectorStore, VectorStore, point_id  # noqa: E402
 
 DIM = 384
 KBS = tuple(f"kb{i}" for i in range(5))

@@ -45,14 +45,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.model_server import vllm_command, vllm_environment  # noqa: E402
-from core import models  # noqa: E402
-from core.settings import GeneratorSettings, Settings  # noqa: E402
-from core.tables import AdapterStatus  # noqa: E402
-from finetune.nightly import code_version  # noqa: E402
-from finetune.registry import AdapterRecord  # noqa: E402
-from retrieval.batching import BatchingGenerator  # noqa: E402
-from retrieval.generate import Generator, Messages, OpenAIGenerator, TransformersGenerator  # noqa: E402
+from lorag.app.model_server import vllm_command, vllm_environment  # noqa: E402
+from lorag.core import models  # noqa: E402
+from lorag.core.settings import GeneratorSettings, Settings  # noqa: E402
+from lorag.core.tables import AdapterStatus  # noqa: E402
+from lorag.finetune.nightly import code_version  # noqa: E402
+from lorag.finetune.registry import AdapterRecord  # noqa: E402
+from lorag.retrieval.batching import BatchingGenerator  # noqa: E402
+from lorag.retrieval.generate import Generator, Messages, OpenAIGenerator, TransformersGenerator  # noqa: E402
 
 MODELS = REPO / ".cache" / "models"
 BASE = "packaged:smollm2-135m-instruct"

@@ -38,19 +38,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
-
-from app.finetune_cli import SAMPLE_TASKS  # noqa: E402
-from app.tagging import Item, ShotIndex, Tagger, shot_examples  # noqa: E402
-from core import models  # noqa: E402
-from finetune import data  # noqa: E402
-from finetune.evaluate import classification_metrics  # noqa: E402
-from finetune.examples import build_examples  # noqa: E402
-from finetune.prompts import format_output, parse_output  # noqa: E402
-from finetune.tasks import Data, Evaluation, SplitSpec, TaskSpec, Taxonomy, load_task  # noqa: E402
-from finetune.train import train_lora  # noqa: E402
-from finetune.types import Record  # noqa: E402
-from ingest.embed import Embedder  # noqa: E402
-from retrieval.generate import TransformersGenerator  # noqa: E402
+from lorag.app.finetune_cli import SAMPLE_TASKS  # noqa: E402
+from lorag.app.tagging import Item, ShotIndex, Tagger, shot_examples  # noqa: E402
+from lorag.core import models  # noqa: E402
+from lorag.finetune import data  # noqa: E402
+from lorag.finetune.evaluate import classification_metrics  # noqa: E402
+from lorag.finetune.examples import build_examples  # noqa: E402
+from lorag.finetune.prompts import format_output, parse_output  # noqa: E402
+from lorag.finetune.tasks import Data, Evaluation, SplitSpec, TaskSpec, Taxonomy, load_task  # noqa: E402
+from lorag.finetune.train import train_lora  # noqa: E402
+from lorag.finetune.types import Record  # noqa: E402
+from lorag.ingest.embed import Embedder  # noqa: E402
+from lorag.retrieval.generate import TransformersGenerator  # noqa: E402
 
 USDA = REPO.parent / "shared" / "data" / "usda_sr_legacy_foods.jsonl"
 MODELS = REPO / ".cache" / "models"
@@ -179,10 +178,9 @@ def compare_run(task: TaskSpec, records: Sequence[Record] | None, args: argparse
     """--compare: the shipped tagger (constrained scoring + kNN vote, calibrated on the validation split, the
     taxonomy's rules) against the kNN vote and the model alone, on the test split; --adapter adds the base with the
     same shots as a contender. Nothing is fitted on the test split."""
+    from lorag.app.tagging_confidence import TransformersScorer, fit_calibration
+    from lorag.app.tagging_eval import compare
     from peft import PeftModel
-
-    from app.tagging_confidence import TransformersScorer, fit_calibration
-    from app.tagging_eval import compare
 
     splits = splits_of(task, records)
     model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", MODELS), "cpu")

@@ -36,9 +36,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core import models  # noqa: E402
-from finetune.tasks import Lora, Training  # noqa: E402
-from finetune.types import Example  # noqa: E402
+from lorag.core import models  # noqa: E402
+from lorag.finetune.tasks import Lora, Training  # noqa: E402
+from lorag.finetune.types import Example  # noqa: E402
 
 TARGET_RATIO = 1.0
 VARIANTS = ("trainer", "packed", "grouped")
@@ -80,7 +80,7 @@ def peak_rss_mb() -> float:
 
 
 def run_ours(base_dir: str, examples: list[Example], training: Training, lora: Lora) -> dict[str, Any]:
-    from finetune.train import train_lora
+    from lorag.finetune.train import train_lora
 
     with tempfile.TemporaryDirectory(prefix="lorag-bench-train-") as out:
         result = train_lora(base_dir, examples, lora=lora, training=training, out_dir=Path(out), progress=False)
@@ -92,10 +92,9 @@ def run_ours(base_dir: str, examples: list[Example], training: Training, lora: L
 def run_trainer(base_dir: str, examples: list[Example], training: Training, lora: Lora,
                 batch_size: int) -> dict[str, Any]:
     import torch
+    from lorag.finetune.train import tokenize_example
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
-
-    from finetune.train import tokenize_example
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
     rows = [dict(zip(("input_ids", "labels"), tokenize_example(tokenizer, example), strict=True))
@@ -137,9 +136,8 @@ class CountingCollator:
 
 def plan(examples: list[Example], base_dir: str, training: Training) -> dict[str, Any]:
     """What the data look like and how our batching lays them out (same plan as train_lora's first epoch)."""
+    from lorag.finetune.train import plan_micro_batches, tokenize_example
     from transformers import AutoTokenizer
-
-    from finetune.train import plan_micro_batches, tokenize_example
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
     lengths = [len(tokenize_example(tokenizer, example)[0]) for example in examples]

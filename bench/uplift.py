@@ -29,19 +29,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app import ingest_cli  # noqa: E402
-from app.cli import SAMPLE_KBS, SAMPLES  # noqa: E402
-from app.finetune_cli import SAMPLE_TASKS  # noqa: E402
-from core import models  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from finetune import data  # noqa: E402
-from finetune.evaluate import Contender, evaluate_task  # noqa: E402
-from finetune.examples import GroundingContext, build_examples  # noqa: E402
-from finetune.tasks import METRICS, Data, Evaluation, Source, TaskSpec, Taxonomy, load_task  # noqa: E402
-from finetune.train import train_lora  # noqa: E402
-from retrieval.factory import build_answerer  # noqa: E402
-from retrieval.generate import TransformersGenerator  # noqa: E402
-from retrieval.search import Retriever  # noqa: E402
+from lorag.app import ingest_cli  # noqa: E402
+from lorag.app.cli import SAMPLE_KBS, SAMPLES  # noqa: E402
+from lorag.app.finetune_cli import SAMPLE_TASKS  # noqa: E402
+from lorag.core import models  # noqa: E402
+from lorag.core.settings import Settings  # noqa: E402
+from lorag.finetune import data  # noqa: E402
+from lorag.finetune.evaluate import Contender, evaluate_task  # noqa: E402
+from lorag.finetune.examples import GroundingContext, build_examples  # noqa: E402
+from lorag.finetune.tasks import METRICS, Data, Evaluation, Source, TaskSpec, Taxonomy, load_task  # noqa: E402
+from lorag.finetune.train import train_lora  # noqa: E402
+from lorag.retrieval.factory import build_answerer  # noqa: E402
+from lorag.retrieval.generate import TransformersGenerator  # noqa: E402
+from lorag.retrieval.search import Retriever  # noqa: E402
 
 USDA = REPO.parent / "shared" / "data" / "usda_sr_legacy_foods.jsonl"
 TARGET_POINTS = 20.0
@@ -102,11 +102,10 @@ def fair_baselines(task: TaskSpec, splits: dict[str, list[Any]], test: list[Any]
     """The generated-JSON uplift above compares with a base that may not write the format. Here every contender
     writes valid tags: the adapter and the base under constrained decoding with the same 3 retrieved shots, the
     kNN vote of the training items, and the shipped blend calibrated on the validation split (app.tagging_eval)."""
+    from lorag.app.tagging import Item, ShotIndex, Tagger, shot_examples
+    from lorag.app.tagging_confidence import TransformersScorer, fit_calibration
+    from lorag.app.tagging_eval import compare
     from peft import PeftModel
-
-    from app.tagging import Item, ShotIndex, Tagger, shot_examples
-    from app.tagging_confidence import TransformersScorer, fit_calibration
-    from app.tagging_eval import compare
 
     assert stack is not None
     network, tokenizer = models.load_causal_lm(base, "cpu")

@@ -36,18 +36,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app import ingest_cli  # noqa: E402
-from app.cli import SAMPLES  # noqa: E402
-from app.finetune_cli import SAMPLE_TASKS  # noqa: E402
-from core import models  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from finetune import data, nightly  # noqa: E402
-from finetune.evaluate import Contender, evaluate_task  # noqa: E402
-from finetune.tasks import Data, Documents, Evaluation, TaskSpec, load_task  # noqa: E402
-from finetune.train import train_lora  # noqa: E402
-from finetune.types import Record, stable_hash  # noqa: E402
-from retrieval.factory import build_answerer  # noqa: E402
-from retrieval.generate import TransformersGenerator  # noqa: E402
+from lorag.app import ingest_cli  # noqa: E402
+from lorag.app.cli import SAMPLES  # noqa: E402
+from lorag.app.finetune_cli import SAMPLE_TASKS  # noqa: E402
+from lorag.core import models  # noqa: E402
+from lorag.core.settings import Settings  # noqa: E402
+from lorag.finetune import data, nightly  # noqa: E402
+from lorag.finetune.evaluate import Contender, evaluate_task  # noqa: E402
+from lorag.finetune.tasks import Data, Documents, Evaluation, TaskSpec, load_task  # noqa: E402
+from lorag.finetune.train import train_lora  # noqa: E402
+from lorag.finetune.types import Record, stable_hash  # noqa: E402
+from lorag.retrieval.factory import build_answerer  # noqa: E402
+from lorag.retrieval.generate import TransformersGenerator  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 PYTHON_FAQ, PYTHON_QA = SHARED / "python-faq-html", SHARED / "python_faq_qa.jsonl"

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from finetune import registry
-from finetune.nightly import Outcome, Stack, run_all
-from finetune.tasks import TaskSpec
+from lorag.finetune import registry
+from lorag.finetune.nightly import Outcome, Stack, run_all
+from lorag.finetune.tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 

@@ -20,15 +20,15 @@ from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, InvalidInput
-from finetune.examples import chat_messages
-from finetune.prompts import classification_messages, parse_output
-from finetune.tasks import METRICS, TaskSpec, Taxonomy
-from finetune.types import GateResult, Record
-from retrieval.answer import Answerer, AnswerResult
-from retrieval.citations import split_answer
-from retrieval.evaluate import QAItem, answer_metrics, rouge_l, token_f1
-from retrieval.generate import Generator
+from lorag.core.errors import ConfigError, InvalidInput
+from lorag.finetune.examples import chat_messages
+from lorag.finetune.prompts import classification_messages, parse_output
+from lorag.finetune.tasks import METRICS, TaskSpec, Taxonomy
+from lorag.finetune.types import GateResult, Record
+from lorag.retrieval.answer import Answerer, AnswerResult
+from lorag.retrieval.citations import split_answer
+from lorag.retrieval.evaluate import QAItem, answer_metrics, rouge_l, token_f1
+from lorag.retrieval.generate import Generator
 
 logger = logging.getLogger(__name__)
 

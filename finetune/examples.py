@@ -16,13 +16,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from finetune.prompts import classification_messages, format_output
-from finetune.tasks import TaskSpec
-from finetune.types import Example, Record, stable_hash
-from retrieval.evaluate import QAItem, is_relevant, words
-from retrieval.prompt import CountTokens, build_prompt
-from retrieval.search import Retriever
-from retrieval.types import ABSTENTION, ScoredChunk
+from lorag.finetune.prompts import classification_messages, format_output
+from lorag.finetune.tasks import TaskSpec
+from lorag.finetune.types import Example, Record, stable_hash
+from lorag.retrieval.evaluate import QAItem, is_relevant, words
+from lorag.retrieval.prompt import CountTokens, build_prompt
+from lorag.retrieval.search import Retriever
+from lorag.retrieval.types import ABSTENTION, ScoredChunk
 
 logger = logging.getLogger(__name__)
 

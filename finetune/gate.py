@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from finetune.tasks import LOWER_IS_BETTER, TaskSpec
-from finetune.types import GateResult
+from lorag.finetune.tasks import LOWER_IS_BETTER, TaskSpec
+from lorag.finetune.types import GateResult
 
 # Float noise must not reject a candidate that sits exactly at the tolerance (0.8 - 0.1 is 0.7000000000000001).
 EPSILON = 1e-9

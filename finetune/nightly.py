@@ -21,26 +21,25 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lorag.core import models
+from lorag.core.errors import Conflict, LoragError
+from lorag.core.settings import Settings, redacted
+from lorag.core.tables import AdapterStatus
+from lorag.finetune import data, registry, synth
+from lorag.finetune import status as run_status
+from lorag.finetune.evaluate import Contender, evaluate_task, write_task_report
+from lorag.finetune.examples import GroundingContext, build_examples
+from lorag.finetune.gate import decide
+from lorag.finetune.tasks import TaskSpec, Training
+from lorag.finetune.train import train_lora
+from lorag.finetune.types import Example, GateResult, Record, TrainResult
+from lorag.ingest.embed import Embedder
+from lorag.ingest.store import VectorStore
+from lorag.retrieval.factory import build_answerer
+from lorag.retrieval.generate import TransformersGenerator
+from lorag.retrieval.search import Retriever
+from lorag.retrieval.types import ScoredChunk
 from sqlalchemy.orm import Session, sessionmaker
-
-from core import models
-from core.errors import Conflict, LoragError
-from core.settings import Settings, redacted
-from core.tables import AdapterStatus
-from finetune import data, registry, synth
-from finetune import status as run_status
-from finetune.evaluate import Contender, evaluate_task, write_task_report
-from finetune.examples import GroundingContext, build_examples
-from finetune.gate import decide
-from finetune.tasks import TaskSpec, Training
-from finetune.train import train_lora
-from finetune.types import Example, GateResult, Record, TrainResult
-from ingest.embed import Embedder
-from ingest.store import VectorStore
-from retrieval.factory import build_answerer
-from retrieval.generate import TransformersGenerator
-from retrieval.search import Retriever
-from retrieval.types import ScoredChunk
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +189,7 @@ def question_writer(settings: Settings) -> synth.LlamaIndexWriter:
     """The base model behind llama-index's LLM interface; llama-index counts tokens with the same tokenizer
     (its default, tiktoken, would download an encoding)."""
     from llama_index.core import Settings as LlamaSettings
-
-    from finetune.llm import GeneratorLLM
+    from lorag.finetune.llm import GeneratorLLM
 
     ref = models.resolve(settings.models.base, settings.models_dir)
     model, tokenizer = models.load_causal_lm(ref, settings.models.device)

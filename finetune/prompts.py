@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from finetune.tasks import TaskSpec, Taxonomy
+from lorag.finetune.tasks import TaskSpec, Taxonomy
 
 DEFAULT_CLASSIFY = "Classify the item. Reply with the label only."
 DEFAULT_TAG = "Tag the item. Reply with one JSON object only, with exactly these keys."

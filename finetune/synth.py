@@ -22,21 +22,20 @@ from pathlib import Path, PurePath
 from typing import Literal, Protocol
 
 import numpy as np
+from lorag.core.tables import DocumentStatus
+from lorag.finetune.tasks import Documents, TaskSpec
+from lorag.finetune.types import Record, stable_hash
+from lorag.ingest import registry
+from lorag.ingest.chunk import split as split_document
+from lorag.ingest.document import ParsedDocument, content_hash
+from lorag.ingest.embed import Embedder
+from lorag.ingest.parse import parse
+from lorag.ingest.store import VectorStore, point_id
+from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, body_spans, verify
+from lorag.retrieval.evaluate import QAItem, is_relevant
+from lorag.retrieval.search import Retriever
+from lorag.retrieval.types import ScoredChunk
 from sqlalchemy.orm import Session, sessionmaker
-
-from core.tables import DocumentStatus
-from finetune.tasks import Documents, TaskSpec
-from finetune.types import Record, stable_hash
-from ingest import registry
-from ingest.chunk import split as split_document
-from ingest.document import ParsedDocument, content_hash
-from ingest.embed import Embedder
-from ingest.parse import parse
-from ingest.store import VectorStore, point_id
-from retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, body_spans, verify
-from retrieval.evaluate import QAItem, is_relevant
-from retrieval.search import Retriever
-from retrieval.types import ScoredChunk
 
 logger = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from core.errors import InvalidInput
-from finetune.tasks import Lora, Training
-from finetune.types import Example, TrainResult, stable_hash
+from lorag.core.errors import InvalidInput
+from lorag.finetune.tasks import Lora, Training
+from lorag.finetune.types import Example, TrainResult, stable_hash
 
 if TYPE_CHECKING:
     import torch

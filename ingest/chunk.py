@@ -19,8 +19,8 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from core.errors import InvalidInput
-from ingest.document import Chunk, ParsedDocument, Section
+from lorag.core.errors import InvalidInput
+from lorag.ingest.document import Chunk, ParsedDocument, Section
 
 # A sentence or a line: from a non-space to a sentence end (., ! or ?, maybe closed by a quote
 # or bracket) followed by whitespace, or to the end of the line.

@@ -26,8 +26,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import ConfigError, InvalidInput, PayloadTooLarge
-from ingest.document import ParsedDocument, Section
+from lorag.core.errors import ConfigError, InvalidInput, PayloadTooLarge
+from lorag.ingest.document import ParsedDocument, Section
 
 if TYPE_CHECKING:
     from spacy.language import Language

@@ -18,18 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 import numpy as np
+from lorag.core.errors import BackendUnavailable, InvalidInput, NotFound
+from lorag.core.faults import as_lorag_error
+from lorag.ingest import registry
+from lorag.ingest.chunk import split
+from lorag.ingest.document import Chunk, ParsedDocument, content_hash
+from lorag.ingest.embed import Embedder
+from lorag.ingest.parse import parse
+from lorag.ingest.registry import Claim
+from lorag.ingest.sparse import SparseVector, sparse_vectors
+from lorag.ingest.store import Point, VectorStore, point_id
 from sqlalchemy.orm import Session, sessionmaker
-
-from core.errors import BackendUnavailable, InvalidInput, NotFound
-from core.faults import as_lorag_error
-from ingest import registry
-from ingest.chunk import split
-from ingest.document import Chunk, ParsedDocument, content_hash
-from ingest.embed import Embedder
-from ingest.parse import parse
-from ingest.registry import Claim
-from ingest.sparse import SparseVector, sparse_vectors
-from ingest.store import Point, VectorStore, point_id
 
 logger = logging.getLogger(__name__)
 

@@ -12,16 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lorag.core.db import transaction
+from lorag.core.errors import InvalidInput
+from lorag.core.tables import Document, DocumentStatus, utcnow
+from lorag.ingest import registry
+from lorag.ingest.parse import media_type_of
+from lorag.ingest.pipeline import remove
+from lorag.ingest.registry import Submitted
+from lorag.ingest.store import VectorStore
 from sqlalchemy.orm import Session, sessionmaker
-
-from core.db import transaction
-from core.errors import InvalidInput
-from core.tables import Document, DocumentStatus, utcnow
-from ingest import registry
-from ingest.parse import media_type_of
-from ingest.pipeline import remove
-from ingest.registry import Submitted
-from ingest.store import VectorStore
 
 AUDIENCES = ("public", "internal")
 

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from huey import Huey, RedisHuey, SqliteHuey
+from lorag.core.errors import BackendUnavailable
+from lorag.core.faults import as_lorag_error
+from lorag.ingest import registry
 from sqlalchemy.orm import Session, sessionmaker
-
-from core.errors import BackendUnavailable
-from core.faults import as_lorag_error
-from ingest import registry
 
 logger = logging.getLogger(__name__)
 

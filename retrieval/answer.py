@@ -20,15 +20,14 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-
-from core.errors import NotFound, shown
-from ingest.embed import Embedder
-from retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, verify
-from retrieval.generate import Generator
-from retrieval.prompt import build_prompt, condense_query
-from retrieval.search import Mode, Retriever
-from retrieval.sentences import MARKER, is_terminated, sentence_spans
-from retrieval.types import ABSTENTION, Citation, Prompt, ScoredChunk, VerifiedAnswer
+from lorag.core.errors import NotFound, shown
+from lorag.ingest.embed import Embedder
+from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, verify
+from lorag.retrieval.generate import Generator
+from lorag.retrieval.prompt import build_prompt, condense_query
+from lorag.retrieval.search import Mode, Retriever
+from lorag.retrieval.sentences import MARKER, is_terminated, sentence_spans
+from lorag.retrieval.types import ABSTENTION, Citation, Prompt, ScoredChunk, VerifiedAnswer
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from core.errors import BackendUnavailable, InvalidInput, NotFound
-from retrieval.generate import Generation, Messages, check_request
+from lorag.core.errors import BackendUnavailable, InvalidInput, NotFound
+from lorag.retrieval.generate import Generation, Messages, check_request
 
 logger = logging.getLogger(__name__)
 

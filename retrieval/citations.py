@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
-from retrieval.sentences import (
+from lorag.retrieval.sentences import (
     MARKER,
     NEGATIONS,
     claim_of,
@@ -47,7 +47,7 @@ from retrieval.sentences import (
     is_terminated,
     sentence_spans,
 )
-from retrieval.types import ABSTENTION, Citation, ScoredChunk, VerifiedAnswer
+from lorag.retrieval.types import ABSTENTION, Citation, ScoredChunk, VerifiedAnswer
 
 # Thresholds, chosen on the dev half of tests/retrieval/data/verifier_pairs.jsonl (hand-labelled sentences
 # against real sample-document chunks; all-MiniLM-L6-v2 cosine) and measured on its held-out half by

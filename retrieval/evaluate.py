@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import InvalidInput
-from retrieval.answer import AnswerResult
-from retrieval.search import Mode, Retriever
-from retrieval.types import ScoredChunk
+from lorag.core.errors import InvalidInput
+from lorag.retrieval.answer import AnswerResult
+from lorag.retrieval.search import Mode, Retriever
+from lorag.retrieval.types import ScoredChunk
 
 WORD = re.compile(r"\w+")
 PASSAGE_OVERLAP = 0.6  # share of a chunk's words found in the gold passage for it to count as inside it

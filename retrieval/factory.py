@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from core import models
-from core.settings import Settings
-from ingest.embed import Embedder
-from ingest.store import VectorStore
-from retrieval.answer import Answerer, AnswerPolicy
-from retrieval.batching import BatchingGenerator
-from retrieval.generate import Generator, TransformersGenerator, build_generator
-from retrieval.search import CrossEncoderReranker, Reranker, Retriever
+from lorag.core import models
+from lorag.core.settings import Settings
+from lorag.ingest.embed import Embedder
+from lorag.ingest.store import VectorStore
+from lorag.retrieval.answer import Answerer, AnswerPolicy
+from lorag.retrieval.batching import BatchingGenerator
+from lorag.retrieval.generate import Generator, TransformersGenerator, build_generator
+from lorag.retrieval.search import CrossEncoderReranker, Reranker, Retriever
 
 
 def build_answer_generator(settings: Settings) -> Generator:

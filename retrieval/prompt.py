@@ -25,10 +25,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from core.errors import InvalidInput
-from ingest.chunk import SENTENCE
-from retrieval.citations import clean_sentence, content_words
-from retrieval.types import ABSTENTION, Prompt, ScoredChunk
+from lorag.core.errors import InvalidInput
+from lorag.ingest.chunk import SENTENCE
+from lorag.retrieval.citations import clean_sentence, content_words
+from lorag.retrieval.types import ABSTENTION, Prompt, ScoredChunk
 
 CountTokens = Callable[[str], int]
 

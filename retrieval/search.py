@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from ingest.embed import Embedder
-from ingest.sparse import sparse_vectors
-from ingest.store import Filter, Hit, VectorStore, candidates, rrf
-from retrieval.types import ScoredChunk
+from lorag.ingest.embed import Embedder
+from lorag.ingest.sparse import sparse_vectors
+from lorag.ingest.store import Filter, Hit, VectorStore, candidates, rrf
+from lorag.retrieval.types import ScoredChunk
 
 Mode = Literal["dense", "sparse", "hybrid"]
 

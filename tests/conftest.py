@@ -15,8 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from core import models  # noqa: E402 - after the environment above
-from core.settings import Settings  # noqa: E402
+from lorag.core import models  # noqa: E402 - after the environment above
+from lorag.core.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_CACHE = REPO / ".cache" / "models"

@@ -6,13 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from app.adapters import AdapterRouter
-from core import db
-from core.errors import BackendUnavailable
-from core.tables import AdapterStatus
-from finetune import registry
-from finetune.tasks import TaskSpec
+from lorag.app.adapters import AdapterRouter
+from lorag.core import db
+from lorag.core.errors import BackendUnavailable
+from lorag.core.tables import AdapterStatus
+from lorag.finetune import registry
+from lorag.finetune.tasks import TaskSpec
 
 
 class RecordingHost:

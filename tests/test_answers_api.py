@@ -37,18 +37,18 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     shutil.copy(EXPERTS / "refund_approval_limits.docx", internal / "refund_approval_limits.docx")
     env = lorag_env(home, LORAG_GENERATOR__MAX_NEW_TOKENS="48")
     for folder, kb, audience in ((docs, "support", "public"), (internal, "experts", "internal")):
-        result = subprocess.run([sys.executable, "-m", "app", "ingest", str(folder), "--kb", kb, "--audience",
+        result = subprocess.run([sys.executable, "-m", "lorag.app", "ingest", str(folder), "--kb", kb, "--audience",
                                  audience], env=env, cwd=home, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
     made = {}
     for name, scope in (("public", "chat:public"), ("internal", "chat:internal")):
-        created = subprocess.run([sys.executable, "-m", "app", "keys", "create", "--name", name, "--scope", scope],
-                                 env=env, cwd=home, capture_output=True, text=True, timeout=120)
+        created = subprocess.run([sys.executable, "-m", "lorag.app", "keys", "create", "--name", name, "--scope",
+                                  scope], env=env, cwd=home, capture_output=True, text=True, timeout=120)
         assert created.returncode == 0, created.stderr
         made[name] = created.stdout.strip()
     (home / "keys.json").write_text(json.dumps(made))
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=home,
+    process = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve", "--port", str(port)], env=env, cwd=home,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert _wait_ready(f"http://127.0.0.1:{port}/readyz", process) == 200
@@ -178,7 +178,7 @@ def test_bad_requests_get_openai_errors(server: str) -> None:
 def test_a_command_that_needs_the_held_store_names_the_api_instead(server: str) -> None:
     """While `lorag serve` holds the embedded store, `lorag ask` says what to use: one line, no traceback."""
     home = HOMES["home"]
-    result = subprocess.run([sys.executable, "-m", "app", "ask", "How long do refunds take?", "--kb", "support"],
+    result = subprocess.run([sys.executable, "-m", "lorag.app", "ask", "How long do refunds take?", "--kb", "support"],
                             env=lorag_env(home), cwd=home, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

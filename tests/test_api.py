@@ -4,10 +4,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-
-from app import keys
-from app.main import create_app
-from core.settings import Settings
+from lorag.app import keys
+from lorag.app.main import create_app
+from lorag.core.settings import Settings
 
 
 @pytest.fixture

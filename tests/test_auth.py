@@ -6,11 +6,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-
-from app import keys
-from app.main import create_app
-from core.settings import Settings
-from ingest.registry import document_id
+from lorag.app import keys
+from lorag.app.main import create_app
+from lorag.core.settings import Settings
+from lorag.ingest.registry import document_id
 
 
 @pytest.fixture
@@ -122,7 +121,7 @@ def test_browsers_may_call_only_from_a_keys_origins(client: TestClient) -> None:
 
 
 def test_bad_grants_are_refused_with_every_problem(client: TestClient) -> None:
-    from core.errors import InvalidInput
+    from lorag.core.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as caught:
         keys.create(client.app.state.resources.sessions, name=" ", scopes=["chat:everything"],

@@ -7,14 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from app import backup, ingest_cli, keys
-from core import db
-from core.errors import Conflict, InvalidInput
-from core.settings import Settings
-from core.tables import AdapterStatus
-from finetune import registry
-from ingest.store import Filter
+from lorag.app import backup, ingest_cli, keys
+from lorag.core import db
+from lorag.core.errors import Conflict, InvalidInput
+from lorag.core.settings import Settings
+from lorag.core.tables import AdapterStatus
+from lorag.finetune import registry
+from lorag.ingest.store import Filter
 
 pytestmark = pytest.mark.slow  # the real embedder indexes the documents, twice
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import MODELS_CACHE, free_port
 
-LORAG = [sys.executable, "-m", "app"]
+LORAG = [sys.executable, "-m", "lorag.app"]
 
 
 def run_lorag(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -130,8 +130,7 @@ def test_every_help_screen_shows_plain_metavars_and_choices(capsys: pytest.Captu
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """No `<bool>` after a flag, no `<str>` for a value, and audiences list their choices."""
     import typer
-
-    from app.cli import cli, plain_metavars
+    from lorag.app.cli import cli, plain_metavars
 
     monkeypatch.setenv("COLUMNS", "200")
     command = typer.main.get_command(cli)

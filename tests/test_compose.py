@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from lorag.core.settings import Settings
 from pydantic import BaseModel
-
-from core.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[1] / "compose.yaml"
 SERVICES = {"api", "worker", "scheduler", "qdrant", "postgres", "redis", "vllm"}
@@ -88,8 +88,7 @@ DOCKERFILE = COMPOSE.parent / "Dockerfile"
 
 def test_every_lorag_service_command_is_a_real_command(compose: dict[str, Any]) -> None:
     import typer
-
-    from app.cli import cli
+    from lorag.app.cli import cli
 
     commands = typer.main.get_command(cli).commands
     for name, spec in compose["services"].items():
@@ -104,7 +103,10 @@ def test_every_lorag_service_command_is_a_real_command(compose: dict[str, Any]) 
 def test_the_image_holds_what_the_runtime_reads(compose: dict[str, Any]) -> None:
     """The code folders, the static widget and migrations inside them, and the task files compose points at."""
     copied = {line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("COPY ")}
-    assert {"core", "ingest", "retrieval", "finetune", "app", "samples"} <= copied
+    folders = set(tomllib.loads((COMPOSE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+                  .values())  # every folder the wheel is built from: the code and the sample data
+    assert {"core", "ingest", "retrieval", "finetune", "app", "samples"} <= folders
+    assert folders <= copied, f"the Dockerfile does not copy {folders - copied}"
     workdir = next(line.split()[1] for line in DOCKERFILE.read_text().splitlines() if line.startswith("WORKDIR "))
     tasks = Path(compose["x-lorag-env"]["LORAG_FINETUNE__TASKS"])
     relative = tasks.relative_to(workdir)

@@ -3,11 +3,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from lorag.core import db
+from lorag.core.errors import BackendUnavailable
+from lorag.core.tables import Document, DocumentStatus
 from sqlalchemy import inspect, select
-
-from core import db
-from core.errors import BackendUnavailable
-from core.tables import Document, DocumentStatus
 
 
 def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> None:
@@ -78,7 +77,6 @@ def test_processes_starting_together_migrate_once(database_url: str) -> None:
 
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
-
-    from core.db import alembic_config
+    from lorag.core.db import alembic_config
 
     return ScriptDirectory.from_config(alembic_config(db.build_engine("sqlite://"))).get_current_head()

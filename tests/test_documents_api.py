@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
-from app.main import create_app
-from core.settings import Settings
-from ingest.store import Filter
+from lorag.app.main import create_app
+from lorag.core.settings import Settings
+from lorag.ingest.store import Filter
 
 FIXTURES = Path(__file__).parent / "ingest" / "fixtures"
 
@@ -78,7 +77,7 @@ def test_bad_uploads_are_refused_and_nothing_is_stored(client: TestClient, name:
     assert response.status_code == status
     assert words in response.json()["error"]["message"]
     with client.app.state.resources.sessions() as session:
-        from core.tables import Document, Job
+        from lorag.core.tables import Document, Job
 
         assert session.query(Document).count() == 0
         assert session.query(Job).count() == 0

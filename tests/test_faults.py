@@ -18,16 +18,16 @@ from unittest import mock
 
 import httpx
 import pytest
+from lorag.app import ingest_cli
+from lorag.core import db
+from lorag.core.settings import load_settings
+from lorag.core.tables import DocumentStatus
+from lorag.ingest.pipeline import ChunkingPolicy, Indexer
+from lorag.ingest.registry import document_id
+from lorag.ingest.registry import get as document_row
+from lorag.ingest.registry import submit as submit_document
+from lorag.ingest.store import ALL_AUDIENCES, EdgeVectorStore, Filter
 
-from app import ingest_cli
-from core import db
-from core.settings import load_settings
-from core.tables import DocumentStatus
-from ingest.pipeline import ChunkingPolicy, Indexer
-from ingest.registry import document_id
-from ingest.registry import get as document_row
-from ingest.registry import submit as submit_document
-from ingest.store import ALL_AUDIENCES, EdgeVectorStore, Filter
 from tests.conftest import free_port
 from tests.finetune.test_nightly import SAVOURY, SWEET, TASK
 from tests.test_cli import _wait_ready, lorag_env
@@ -44,7 +44,7 @@ def test_a_nightly_run_killed_mid_training_resumes_and_serving_is_untouched(tmp_
     (tasks / "taste.yaml").write_text(TASK.replace("max_steps: 4", "max_steps: 24, epochs: 100").replace(
         "gate: {json_validity: 0.0}", "gate: {}"))
     env = lorag_env(tmp_path, LORAG_FINETUNE__TASKS=str(tasks), LORAG_FINETUNE__PARITY_PROMPTS="1")
-    command = [sys.executable, "-m", "app", "nightly"]
+    command = [sys.executable, "-m", "lorag.app", "nightly"]
     checkpoint = tmp_path / "home" / "adapters" / ".staging" / "taste" / "checkpoint" / "state.json"
 
     killed = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -77,7 +77,7 @@ def test_an_unreachable_vector_store_is_a_clear_error_and_nothing_is_registered(
     (docs / "a.md").write_text("# Refunds\n\nRefunds take five days.\n")
     env = lorag_env(tmp_path, LORAG_STORE__BACKEND="qdrant", LORAG_STORE__URL=f"http://127.0.0.1:{free_port()}",
                     LORAG_STORE__TIMEOUT_S="2")
-    result = subprocess.run([sys.executable, "-m", "app", "ingest", str(docs), "--kb", "support"], env=env,
+    result = subprocess.run([sys.executable, "-m", "lorag.app", "ingest", str(docs), "--kb", "support"], env=env,
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "Cannot reach the Qdrant server" in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
@@ -159,7 +159,7 @@ def live_chunks(env: dict[str, str], doc_id: str) -> int:
 
 def start_api(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=cwd,
+    server = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve", "--port", str(port)], env=env, cwd=cwd,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     api = f"http://127.0.0.1:{port}"
     assert _wait_ready(f"{api}/readyz", server, timeout_s=180) == 200
@@ -290,7 +290,7 @@ def test_a_full_disk_during_ingestion_is_a_clear_507_and_recovers_once_space_is_
 
     # Starting on a full disk fails, and says why before uvicorn's trace.
     filler = fill(small_disk)
-    refused = subprocess.run([sys.executable, "-m", "app", "serve", "--port", str(free_port())], env=env,
+    refused = subprocess.run([sys.executable, "-m", "lorag.app", "serve", "--port", str(free_port())], env=env,
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0
     assert "cannot start: A disk write failed while starting" in refused.stdout + refused.stderr, refused.stderr

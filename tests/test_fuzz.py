@@ -27,7 +27,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesi
     port = free_port()
     env = lorag_env(home, LORAG_SERVER__LOAD_MODELS="false", LORAG_SERVER__RATE_PER_MINUTE="100000",
                     LORAG_FINETUNE__IN_PROCESS="false")
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=home,
+    server = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve", "--port", str(port)], env=env, cwd=home,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -7,9 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-
-from app.main import create_app
-from core.settings import Settings
+from lorag.app.main import create_app
+from lorag.core.settings import Settings
 
 
 @pytest.fixture

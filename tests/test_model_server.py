@@ -7,10 +7,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.model_server import vllm_command, vllm_environment
-from core.settings import Settings
-from core.tables import AdapterStatus
-from finetune.registry import AdapterRecord
+from lorag.app.model_server import vllm_command, vllm_environment
+from lorag.core.settings import Settings
+from lorag.core.tables import AdapterStatus
+from lorag.finetune.registry import AdapterRecord
 
 
 def record(tmp_path: Path, name: str, rank: int) -> AdapterRecord:

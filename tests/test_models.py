@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from core import models
-from core.errors import ConfigError
+from lorag.core import models
+from lorag.core.errors import ConfigError
 
 
 def test_a_local_directory_is_used_in_place(tmp_path: Path) -> None:

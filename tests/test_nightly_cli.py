@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def lorag(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", *args], env=env, cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "lorag.app", *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=600)
 
 
@@ -56,7 +56,7 @@ def test_promotion_and_rollback_reach_a_running_server(tmp_path: Path, models_di
     version_one = first.stdout.split("taste: active ")[1].split()[0]
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=tmp_path,
+    server = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve", "--port", str(port)], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -93,7 +93,7 @@ def test_a_server_serves_first_and_trains_its_first_adapters_after(tmp_path: Pat
     env = lorag_env(tmp_path, LORAG_FINETUNE__TASKS=str(tasks), LORAG_FINETUNE__POLL_S="0.5",
                     LORAG_FINETUNE__PARITY_PROMPTS="1", LORAG_FINETUNE__FIRST_ADAPTERS="true")
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=tmp_path,
+    server = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve", "--port", str(port)], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

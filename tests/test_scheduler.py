@@ -7,9 +7,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from app.scheduler import Scheduler, next_run
-from core.errors import ConfigError
+from lorag.app.scheduler import Scheduler, next_run
+from lorag.core.errors import ConfigError
 
 UTC = ZoneInfo("UTC")
 

@@ -4,10 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+from lorag.core.errors import ConfigError
+from lorag.core.settings import Settings, load_settings, redacted
 from pydantic import BaseModel
-
-from core.errors import ConfigError
-from core.settings import Settings, load_settings, redacted
 
 
 def _fields_without_description(model: type[BaseModel], prefix: str = "LORAG_") -> list[str]:

@@ -26,12 +26,8 @@ from urllib.parse import parse_qsl, urlparse
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from slack_bolt import BoltRequest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import serve
-
-from app.main import create_app
-from app.slack import (
+from lorag.app.main import create_app
+from lorag.app.slack import (
     ANSWER_EVENT,
     answer_metadata,
     build_slack_app,
@@ -43,9 +39,13 @@ from app.slack import (
     rating_of,
     source_line,
 )
-from core import db
-from retrieval.answer import AnswerResult, Timings
-from retrieval.types import ABSTENTION, Citation, ScoredChunk
+from lorag.core import db
+from lorag.retrieval.answer import AnswerResult, Timings
+from lorag.retrieval.types import ABSTENTION, Citation, ScoredChunk
+from slack_bolt import BoltRequest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import serve
+
 from tests.conftest import REPO, free_port
 from tests.test_cli import _wait_ready, lorag_env, run_lorag
 
@@ -365,12 +365,12 @@ def served(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
                     LORAG_SLACK__SIGNING_SECRET=SECRET, LORAG_SLACK__API_URL=fake.url,
                     LORAG_SLACK__SOURCE_URL=SOURCE_URL)
     for folder, kb, audience in ((public, "support", "public"), (internal, "experts", "internal")):
-        done = subprocess.run([sys.executable, "-m", "app", "ingest", str(folder), "--kb", kb, "--audience", audience],
-                              env=env, cwd=root, capture_output=True, text=True, timeout=300)
+        done = subprocess.run([sys.executable, "-m", "lorag.app", "ingest", str(folder), "--kb", kb, "--audience",
+                               audience], env=env, cwd=root, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     port, log = free_port(), root / "server.log"
     with log.open("w") as output:  # a file, not a pipe nobody reads: a full pipe would block the server
-        process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=root,
+        process = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve", "--port", str(port)], env=env, cwd=root,
                                    stdout=output, stderr=subprocess.STDOUT, text=True)
     try:
         assert _wait_ready(f"http://127.0.0.1:{port}/readyz", process) == 200
@@ -549,7 +549,7 @@ def test_lorag_slack_handles_events_over_socket_mode(tmp_path: Path, models_dir:
     env = lorag_env(tmp_path, LORAG_SLACK__BOT_TOKEN=BOT_TOKEN, LORAG_SLACK__APP_TOKEN=APP_TOKEN,
                     LORAG_SLACK__API_URL=slack.url)
     with (tmp_path / "slack.log").open("w") as output:
-        process = subprocess.Popen([sys.executable, "-m", "app", "slack"], env=env, cwd=tmp_path, stdout=output,
+        process = subprocess.Popen([sys.executable, "-m", "lorag.app", "slack"], env=env, cwd=tmp_path, stdout=output,
                                    stderr=subprocess.STDOUT, text=True)
     try:
         retry = mention(question)

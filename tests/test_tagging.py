@@ -16,15 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from lorag.app.main import create_app
+from lorag.app.tagging import Item, ShotIndex, Tagger, load_taxonomy, matching_task, same_taxonomy, tagging_task
+from lorag.app.tagging_cli import items_of, labelled_records, read_table, run_resumable, write_table
+from lorag.core.errors import BackendUnavailable, InvalidInput
+from lorag.core.settings import Settings
+from lorag.finetune.prompts import parse_output
+from lorag.finetune.tasks import Taxonomy, load_task
+from lorag.retrieval.generate import Generation, Messages
 
-from app.main import create_app
-from app.tagging import Item, ShotIndex, Tagger, load_taxonomy, matching_task, same_taxonomy, tagging_task
-from app.tagging_cli import items_of, labelled_records, read_table, run_resumable, write_table
-from core.errors import BackendUnavailable, InvalidInput
-from core.settings import Settings
-from finetune.prompts import parse_output
-from finetune.tasks import Taxonomy, load_task
-from retrieval.generate import Generation, Messages
 from tests.test_cli import lorag_env, run_lorag
 
 REPO = Path(__file__).resolve().parents[1]
@@ -290,7 +290,7 @@ def test_lorag_tag_refuses_bad_input_before_loading_anything(tmp_path: Path) -> 
 
 
 def test_a_finished_output_is_never_overwritten(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
-    from app.tagging_cli import tag_command
+    from lorag.app.tagging_cli import tag_command
 
     output = tmp_path / "tags.jsonl"
     output.write_text('{"id": "m01"}\n')

@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-
-from app.tagging import Item, Tagger, tagging_task
-from app.tagging_cli import auto_batch_size, read_table, run_resumable, write_review
-from app.tagging_confidence import (
+from lorag.app.tagging import Item, Tagger, tagging_task
+from lorag.app.tagging_cli import auto_batch_size, read_table, run_resumable, write_review
+from lorag.app.tagging_confidence import (
     NEVER,
     Calibration,
     Distribution,
@@ -24,10 +23,10 @@ from app.tagging_confidence import (
     floor_threshold,
     knn_distribution,
 )
-from core.errors import ConfigError
-from finetune.prompts import parse_output
-from finetune.tasks import Taxonomy
-from retrieval.generate import Messages
+from lorag.core.errors import ConfigError
+from lorag.finetune.prompts import parse_output
+from lorag.finetune.tasks import Taxonomy
+from lorag.retrieval.generate import Messages
 
 DIET = Taxonomy(fields={
     "course": {"type": "single", "values": ["starter", "main"]},
@@ -137,8 +136,8 @@ def test_a_tagger_needs_a_model() -> None:
 
 @pytest.mark.slow
 def test_the_base_model_scores_only_allowed_values(models_dir: Path) -> None:
-    from app.tagging_confidence import TransformersScorer
-    from core import models
+    from lorag.app.tagging_confidence import TransformersScorer
+    from lorag.core import models
 
     model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", models_dir), "cpu")
     scorer = TransformersScorer(model, tokenizer, name="base")
@@ -154,15 +153,16 @@ def test_the_base_model_scores_only_allowed_values(models_dir: Path) -> None:
 
 
 def _messages(task: object, text: str) -> Sequence[dict[str, str]]:
-    from finetune.prompts import classification_messages
+    from lorag.finetune.prompts import classification_messages
 
     return classification_messages(task, text)  # type: ignore[arg-type]
 
 
 def test_the_comparison_scores_the_tagger_and_the_knn_baseline() -> None:
-    from app.tagging import ShotIndex
-    from app.tagging_eval import compare
-    from finetune.types import Record
+    from lorag.app.tagging import ShotIndex
+    from lorag.app.tagging_eval import compare
+    from lorag.finetune.types import Record
+
     from tests.test_tagging import WordEmbedder
 
     veg = {"course": "main", "diet": ["vegetarian", "vegan", "dairy-free"]}

@@ -19,18 +19,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from lorag.app.adapters import AdapterRouter
+from lorag.app.tagging import Item, Tagger, taxonomy_task
+from lorag.core import db
+from lorag.core.errors import BackendUnavailable
+from lorag.core.models import load_causal_lm, resolve
+from lorag.core.tables import AdapterStatus
+from lorag.finetune import registry
+from lorag.finetune.tasks import Lora, TaskSpec, Training
+from lorag.finetune.train import train_lora
+from lorag.finetune.types import Example
+from lorag.retrieval.generate import OpenAIGenerator, TransformersGenerator
 
-from app.adapters import AdapterRouter
-from app.tagging import Item, Tagger, taxonomy_task
-from core import db
-from core.errors import BackendUnavailable
-from core.models import load_causal_lm, resolve
-from core.tables import AdapterStatus
-from finetune import registry
-from finetune.tasks import Lora, TaskSpec, Training
-from finetune.train import train_lora
-from finetune.types import Example
-from retrieval.generate import OpenAIGenerator, TransformersGenerator
 from tests.conftest import REPO, free_port
 from tests.test_cli import _wait_ready, lorag_env
 
@@ -85,7 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterato
 
 def start_vllm(stack: dict) -> subprocess.Popen[str]:
     log = open(stack["home"] / "vllm.log", "a")  # noqa: SIM115 - closed with the process
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve-model"], env=stack["env"], cwd=stack["home"],
+    server = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve-model"], env=stack["env"], cwd=stack["home"],
                               stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -110,7 +110,7 @@ def test_vllm_serves_trained_adapters_like_transformers_and_follows_promotions(s
     app_port = free_port()
     app_env = {**stack["env"], "LORAG_GENERATOR__BACKEND": "openai",
                "LORAG_GENERATOR__BASE_URL": f"http://127.0.0.1:{stack['port']}/v1", "LORAG_FINETUNE__POLL_S": "0.5"}
-    app = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(app_port)], env=app_env,
+    app = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve", "--port", str(app_port)], env=app_env,
                            cwd=stack["home"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     api = f"http://127.0.0.1:{app_port}"
     vllm = None

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from lorag.app.main import create_app
+from lorag.core.settings import Settings
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -29,8 +31,6 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
-from app.main import create_app
-from core.settings import Settings
 from tests.conftest import REPO, free_port
 from tests.test_cli import _wait_ready, lorag_env
 
@@ -130,7 +130,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator
     key = lorag(["keys", "create", "--name", "partner site", "--scope", "chat:public", "--kb", "support",
                  "--origin", f"http://127.0.0.1:{partner}"], env, home).strip()
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, cwd=home,
+    process = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve", "--port", str(port)], env=env, cwd=home,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     api = f"http://127.0.0.1:{port}"
     try:
@@ -143,8 +143,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator
 
 
 def lorag(args: list[str], env: dict[str, str], cwd: Path) -> str:
-    result = subprocess.run([sys.executable, "-m", "app", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([sys.executable, "-m", "lorag.app", *args], env=env, cwd=cwd, capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

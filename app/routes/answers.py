@@ -11,17 +11,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
+from lorag.app import answer_tokens
+from lorag.app.answer_tokens import audience_of
+from lorag.app.auth import CHAT, requires
+from lorag.app.keys import Principal
+from lorag.app.resources import Resources, get_resources
+from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput
+from lorag.core.faults import as_lorag_error
+from lorag.finetune import status as run_status
+from lorag.retrieval.answer import Answerer, AnswerResult
 from pydantic import BaseModel, ConfigDict, Field
-
-from app import answer_tokens
-from app.answer_tokens import audience_of
-from app.auth import CHAT, requires
-from app.keys import Principal
-from app.resources import Resources, get_resources
-from core.errors import BackendUnavailable, Forbidden, InvalidInput
-from core.faults import as_lorag_error
-from finetune import status as run_status
-from retrieval.answer import Answerer, AnswerResult
 
 router = APIRouter(prefix="/v1", tags=["answers"])
 

@@ -9,18 +9,17 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
+from lorag.app.auth import requires
+from lorag.app.keys import Principal
+from lorag.app.resources import Resources, get_resources
+from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput, NotFound, PayloadTooLarge, shown
+from lorag.core.tables import Document, Job
+from lorag.ingest import registry
+from lorag.ingest.pipeline import remove
+from lorag.ingest.service import check_upload
+from lorag.ingest.worker import IngestQueue
 from pydantic import BaseModel
 from sqlalchemy import select
-
-from app.auth import requires
-from app.keys import Principal
-from app.resources import Resources, get_resources
-from core.errors import BackendUnavailable, Forbidden, InvalidInput, NotFound, PayloadTooLarge, shown
-from core.tables import Document, Job
-from ingest import registry
-from ingest.pipeline import remove
-from ingest.service import check_upload
-from ingest.worker import IngestQueue
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 

@@ -6,16 +6,15 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
+from lorag.app import answer_tokens
+from lorag.app.answer_tokens import audience_of
+from lorag.app.auth import CHAT, requires
+from lorag.app.keys import Principal
+from lorag.app.resources import Resources, get_resources
+from lorag.core.db import transaction
+from lorag.core.errors import InvalidInput
+from lorag.core.tables import Feedback, FeedbackKind, utcnow
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
-
-from app import answer_tokens
-from app.answer_tokens import audience_of
-from app.auth import CHAT, requires
-from app.keys import Principal
-from app.resources import Resources, get_resources
-from core.db import transaction
-from core.errors import InvalidInput
-from core.tables import Feedback, FeedbackKind, utcnow
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 

@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-
-from app.auth import current_principal
-from app.resources import Resources, get_resources
-from core import db
-from core.errors import BackendUnavailable, LoragError
+from lorag.app.auth import current_principal
+from lorag.app.resources import Resources, get_resources
+from lorag.core import db
+from lorag.core.errors import BackendUnavailable, LoragError
 
 router = APIRouter(tags=["health"])
 

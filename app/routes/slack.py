@@ -10,9 +10,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from lorag.core.errors import BackendUnavailable, NotFound
 from starlette.concurrency import run_in_threadpool
-
-from core.errors import BackendUnavailable, NotFound
 
 if TYPE_CHECKING:
     from slack_bolt import App
@@ -38,7 +37,7 @@ def slack_app(app: FastAPI) -> App:
     with _building:
         built: App | None = getattr(app.state, "slack", None)
         if built is None:
-            from app.slack import build_slack_app
+            from lorag.app.slack import build_slack_app
 
             resources = app.state.resources
             section = resources.settings.slack

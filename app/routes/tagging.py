@@ -24,16 +24,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from lorag.app.auth import requires
+from lorag.app.keys import Principal
+from lorag.app.resources import Resources, get_resources
+from lorag.app.tagging import Item, ShotIndex, Tagger, TagResult, matching_task, shot_examples, taxonomy_task
+from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError, NotFound, shown
+from lorag.finetune.prompts import parse_output
+from lorag.finetune.tasks import TaskSpec, find_task
+from lorag.finetune.types import Record
 from pydantic import BaseModel, Field
-
-from app.auth import requires
-from app.keys import Principal
-from app.resources import Resources, get_resources
-from app.tagging import Item, ShotIndex, Tagger, TagResult, matching_task, shot_examples, taxonomy_task
-from core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError, NotFound, shown
-from finetune.prompts import parse_output
-from finetune.tasks import TaskSpec, find_task
-from finetune.types import Record
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/tagging", tags=["tagging"])
@@ -162,7 +161,7 @@ class JobBoard:
         if job.request.examples:
             return ShotIndex(embedder, shot_examples(_records(job.spec, job.request.examples)))
         if job.spec.name not in self._shots:
-            from finetune.data import dedupe, load_records, split
+            from lorag.finetune.data import dedupe, load_records, split
 
             records = dedupe(load_records(job.spec))[0] if job.spec.data.sources else []
             pool = shot_examples(split(records, job.spec.split)["train"]) if records else []
@@ -225,7 +224,7 @@ def _permitted_model(principal: Principal, resources: Resources, model: str | No
 
 
 def _spec(body: JobRequest, resources: Resources) -> TaskSpec:
-    from app.finetune_cli import configured_tasks
+    from lorag.app.finetune_cli import configured_tasks
 
     if (body.taxonomy is None) == (body.task is None):
         raise InvalidInput("send either taxonomy (an object with labels or fields) or task (a task's name)",

@@ -17,8 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from finetune.data import load_records  # noqa: E402 - after the path above
-from finetune.tasks import load_task  # noqa: E402
+from lorag.finetune.data import load_records  # noqa: E402 - after the path above
+from lorag.finetune.tasks import load_task  # noqa: E402
 
 MIN_PER_CUISINE, MIN_PER_DISH_TYPE = 25, 20
 

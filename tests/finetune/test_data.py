@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core import db
-from core.errors import ConfigError, InvalidInput
-from core.tables import Feedback, FeedbackKind
-from finetune.data import (
+from lorag.core import db
+from lorag.core.errors import ConfigError, InvalidInput
+from lorag.core.tables import Feedback, FeedbackKind
+from lorag.finetune.data import (
     data_hash,
     data_report,
     dedupe,
@@ -25,8 +24,8 @@ from finetune.data import (
     split,
     split_of,
 )
-from finetune.tasks import SplitSpec, TaskSpec, load_tasks
-from finetune.types import Record
+from lorag.finetune.tasks import SplitSpec, TaskSpec, load_tasks
+from lorag.finetune.types import Record
 
 REPO = Path(__file__).resolve().parents[2]
 FIELDS = {

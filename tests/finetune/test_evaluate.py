@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core.errors import ConfigError, InvalidInput
-from finetune.evaluate import (
+from lorag.core.errors import ConfigError, InvalidInput
+from lorag.finetune.evaluate import (
     Contender,
     evaluate_chat,
     evaluate_classification,
@@ -24,13 +23,13 @@ from finetune.evaluate import (
     marker_counts,
     write_task_report,
 )
-from finetune.gate import decide
-from finetune.tasks import METRICS, TaskSpec
-from finetune.types import Record
-from retrieval.answer import AnswerResult, Timings
-from retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, verify
-from retrieval.generate import Generation, Messages
-from retrieval.types import ABSTENTION, ScoredChunk
+from lorag.finetune.gate import decide
+from lorag.finetune.tasks import METRICS, TaskSpec
+from lorag.finetune.types import Record
+from lorag.retrieval.answer import AnswerResult, Timings
+from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, verify
+from lorag.retrieval.generate import Generation, Messages
+from lorag.retrieval.types import ABSTENTION, ScoredChunk
 
 
 class FakeGenerator:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from finetune.gate import decide
-from finetune.tasks import TaskSpec
+from lorag.finetune.gate import decide
+from lorag.finetune.tasks import TaskSpec
 
 
 def classification(gate: dict[str, float]) -> TaskSpec:
@@ -128,7 +127,7 @@ def flagged() -> TaskSpec:
 
 def test_a_safety_flag_below_its_floor_stops_a_better_candidate() -> None:
     """Better macro-F1 is not enough: one wrong vegan flag in ten on the test split rejects the adapter."""
-    from finetune.evaluate import classification_metrics
+    from lorag.finetune.evaluate import classification_metrics
 
     task = flagged()
     gold = [{"dietary": ["vegan", "vegetarian", "dairy-free"]}] * 9 + [{"dietary": []}]  # the tenth is a steak
@@ -144,7 +143,7 @@ def test_a_safety_flag_below_its_floor_stops_a_better_candidate() -> None:
 
 
 def test_a_flag_never_emitted_makes_no_claim() -> None:
-    from finetune.evaluate import classification_metrics
+    from lorag.finetune.evaluate import classification_metrics
 
     task = flagged()
     items = [{"gold": {"dietary": ["vegan"]}, "parsed": {"dietary": []}, "valid": True}]

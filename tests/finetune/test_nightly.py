@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-
-from core import db
-from core.errors import Conflict
-from core.tables import AdapterStatus
-from finetune import registry
-from finetune.nightly import Stack, run_all, run_task, task_lock
-from finetune.tasks import load_task
+from lorag.core import db
+from lorag.core.errors import Conflict
+from lorag.core.tables import AdapterStatus
+from lorag.finetune import registry
+from lorag.finetune.nightly import Stack, run_all, run_task, task_lock
+from lorag.finetune.tasks import load_task
 
 pytestmark = pytest.mark.slow
 

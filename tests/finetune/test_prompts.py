@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from finetune.prompts import json_schema, parse_output
-from finetune.tasks import Taxonomy
+from lorag.finetune.prompts import json_schema, parse_output
+from lorag.finetune.tasks import Taxonomy
 
 MENU = Taxonomy.model_validate({"fields": {"cuisine": {"values": ["thai", "italian"]},
                                            "dietary": {"type": "multi", "values": ["vegan", "gluten-free"]}}})

@@ -6,12 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from lorag.core import db
+from lorag.core.errors import Conflict, InvalidInput, NotFound
+from lorag.core.tables import AdapterStatus, AdapterVersion
+from lorag.finetune import registry
 from sqlalchemy.exc import IntegrityError
-
-from core import db
-from core.errors import Conflict, InvalidInput, NotFound
-from core.tables import AdapterStatus, AdapterVersion
-from finetune import registry
 
 
 @pytest.fixture

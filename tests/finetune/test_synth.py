@@ -7,17 +7,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from lorag.core import db
+from lorag.finetune import data, synth
+from lorag.finetune.examples import GroundingContext, grounded_example
+from lorag.finetune.tasks import Data, Documents, SplitSpec, TaskSpec
+from lorag.ingest import service
+from lorag.ingest.embed import Embedder
+from lorag.ingest.pipeline import ChunkingPolicy, Indexer
+from lorag.ingest.store import EdgeVectorStore
+from lorag.retrieval.search import Retriever
+from lorag.retrieval.types import ABSTENTION, ScoredChunk
 
-from core import db
-from finetune import data, synth
-from finetune.examples import GroundingContext, grounded_example
-from finetune.tasks import Data, Documents, SplitSpec, TaskSpec
-from ingest import service
-from ingest.embed import Embedder
-from ingest.pipeline import ChunkingPolicy, Indexer
-from ingest.store import EdgeVectorStore
-from retrieval.search import Retriever
-from retrieval.types import ABSTENTION, ScoredChunk
 from tests.ingest.test_pipeline import embedder_for_tests
 
 CHUNK_TOKENS, OVERLAP = 200, 32

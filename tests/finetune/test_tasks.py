@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from core.errors import ConfigError
-from finetune.tasks import find_task, load_task, load_tasks
+from lorag.core.errors import ConfigError
+from lorag.finetune.tasks import find_task, load_task, load_tasks
 
 GOOD = """
 name: menu

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from lorag.core import models
+from lorag.core.errors import InvalidInput
+from lorag.finetune import train
+from lorag.finetune.tasks import Lora, Training
+from lorag.finetune.train import IGNORE, end_of_turn_id, plan_micro_batches, tokenize_example, train_lora
+from lorag.finetune.types import Example
+from lorag.retrieval.generate import TransformersGenerator
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
-
-from core import models
-from core.errors import InvalidInput
-from finetune import train
-from finetune.tasks import Lora, Training
-from finetune.train import IGNORE, end_of_turn_id, plan_micro_batches, tokenize_example, train_lora
-from finetune.types import Example
-from retrieval.generate import TransformersGenerator
 
 QUESTION = [{"role": "user", "content": "What is the code word?"}]
 ANSWER = "The code word is PINEAPPLE."
@@ -171,7 +170,7 @@ def test_a_checkpoint_from_other_settings_is_discarded(base_dir: str, tmp_path: 
     stale = tmp_path / "checkpoint"
     stale.mkdir(parents=True)
     (stale / "state.json").write_text(json.dumps({"fingerprint": "made-by-another-run", "state": {"step": 99}}))
-    with caplog.at_level(logging.INFO, logger="finetune.train"):
+    with caplog.at_level(logging.INFO, logger="lorag.finetune.train"):
         result = train_lora(base_dir, code_word_examples()[:2], lora=Lora(r=2), training=Training(max_steps=1),
                             out_dir=tmp_path, progress=False)
     assert "discarding checkpoint" in caplog.text

@@ -11,10 +11,9 @@ import os
 from collections.abc import Callable
 
 import pytest
-
-from core.errors import InvalidInput
-from ingest.chunk import split
-from ingest.document import Chunk, ParsedDocument, Section
+from lorag.core.errors import InvalidInput
+from lorag.ingest.chunk import split
+from lorag.ingest.document import Chunk, ParsedDocument, Section
 
 
 def count_words(text: str) -> int:

@@ -11,10 +11,9 @@ import os
 from pathlib import Path
 
 import pytest
-
-from core.errors import InvalidInput, PayloadTooLarge
-from ingest.document import ParsedDocument
-from ingest.parse import parse
+from lorag.core.errors import InvalidInput, PayloadTooLarge
+from lorag.ingest.document import ParsedDocument
+from lorag.ingest.parse import parse
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LIMIT = 10_000_000

@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from core import db, models
-from core.tables import DocumentStatus
-from ingest import registry, service
-from ingest.embed import Embedder
-from ingest.parse import parse
-from ingest.pipeline import ChunkingPolicy, Indexer
-from ingest.store import EdgeVectorStore, Filter, VectorStore
+from lorag.core import db, models
+from lorag.core.tables import DocumentStatus
+from lorag.ingest import registry, service
+from lorag.ingest.embed import Embedder
+from lorag.ingest.parse import parse
+from lorag.ingest.pipeline import ChunkingPolicy, Indexer
+from lorag.ingest.store import EdgeVectorStore, Filter, VectorStore
 
 REPO = Path(__file__).resolve().parents[2]
 SUPPORT = REPO / "samples" / "kb" / "support"

@@ -4,12 +4,11 @@ import time
 from pathlib import Path
 
 import pytest
+from lorag.core import db
+from lorag.core.errors import NotFound
+from lorag.core.tables import Blob, DocumentStatus
+from lorag.ingest import registry
 from sqlalchemy.orm import Session, sessionmaker
-
-from core import db
-from core.errors import NotFound
-from core.tables import Blob, DocumentStatus
-from ingest import registry
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
-from ingest.sparse import (
+from lorag.ingest.sparse import (
     FIRST_WORD_ID,
     PUNCTUATION_IDS,
     STOPWORD_IDS,

@@ -13,11 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import qdrant_edge
-from qdrant_client import QdrantClient
-
-from core.errors import BackendUnavailable, ConfigError, InvalidInput
-from ingest.sparse import SparseVector
-from ingest.store import (
+from lorag.core.errors import BackendUnavailable, ConfigError, InvalidInput
+from lorag.ingest.sparse import SparseVector
+from lorag.ingest.store import (
     ALL_AUDIENCES,
     EdgeVectorStore,
     Filter,
@@ -30,6 +28,7 @@ from ingest.store import (
     point_id,
     rrf,
 )
+from qdrant_client import QdrantClient
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
 

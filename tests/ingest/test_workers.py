@@ -11,13 +11,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from lorag.core import db
+from lorag.core.tables import DocumentStatus
+from lorag.ingest import registry
+from lorag.ingest.store import EdgeVectorStore, Filter
+from lorag.ingest.worker import IngestQueue, build_huey
 from sqlalchemy.orm import Session, sessionmaker
-
-from core import db
-from core.tables import DocumentStatus
-from ingest import registry
-from ingest.store import EdgeVectorStore, Filter
-from ingest.worker import IngestQueue, build_huey
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -37,7 +36,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
 
     def start(args: list[str], env: dict[str, str], name: str) -> subprocess.Popen[str]:
         log = (tmp_path / f"{name}.log").open("w")
-        process = subprocess.Popen([sys.executable, "-m", "app", *args], env=env, cwd=tmp_path, stdout=log,
+        process = subprocess.Popen([sys.executable, "-m", "lorag.app", *args], env=env, cwd=tmp_path, stdout=log,
                                    stderr=subprocess.STDOUT, text=True)
         started.append(process)
         return process
@@ -120,7 +119,7 @@ def test_the_cli_hands_documents_to_a_worker_through_redis(
     for i in range(3):
         (docs / f"policy-{i}.md").write_text(f"# Policy {i}\n\nRule {i}: always double-check refunds over {i}0 euros.")
     worker = spawn(["worker"], env, "worker")
-    result = subprocess.run([sys.executable, "-m", "app", "ingest", str(docs), "--kb", "policies",
+    result = subprocess.run([sys.executable, "-m", "lorag.app", "ingest", str(docs), "--kb", "policies",
                              "--audience", "internal"], env=env, cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

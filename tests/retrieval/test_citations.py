@@ -11,9 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, parse_markers, verify
-from retrieval.types import ABSTENTION, ScoredChunk, VerifiedAnswer
+from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, parse_markers, verify
+from lorag.retrieval.types import ABSTENTION, ScoredChunk, VerifiedAnswer
 
 PREFIX = "Billing\n\nThis page explains billing.\n"
 REFUND_TEXT = ("Refunds take 5 business days to reach your card. "

@@ -3,10 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from core.errors import InvalidInput
-from retrieval.evaluate import QAItem, is_relevant, load_qa, markdown_table, rouge_l, token_f1
-from retrieval.types import ScoredChunk
+from lorag.core.errors import InvalidInput
+from lorag.retrieval.evaluate import QAItem, is_relevant, load_qa, markdown_table, rouge_l, token_f1
+from lorag.retrieval.types import ScoredChunk
 
 
 def chunk(source: str, section: tuple[str, ...], text: str) -> ScoredChunk:

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from lorag.core import db, models
+from lorag.ingest import service
+from lorag.ingest.pipeline import ChunkingPolicy, Indexer
+from lorag.ingest.store import EdgeVectorStore
+from lorag.retrieval.answer import Answerer, AnswerPolicy, AnswerResult
+from lorag.retrieval.generate import Generation, Messages, TransformersGenerator
+from lorag.retrieval.prompt import SYSTEM_RULES
+from lorag.retrieval.search import Retriever
 
-from core import db, models
-from ingest import service
-from ingest.pipeline import ChunkingPolicy, Indexer
-from ingest.store import EdgeVectorStore
-from retrieval.answer import Answerer, AnswerPolicy, AnswerResult
-from retrieval.generate import Generation, Messages, TransformersGenerator
-from retrieval.prompt import SYSTEM_RULES
-from retrieval.search import Retriever
 from tests.ingest.test_pipeline import embedder_for_tests
 
 SECRET = "swordfish-7731"

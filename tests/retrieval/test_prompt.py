@@ -6,10 +6,9 @@ Tokens are counted as whitespace-separated words so every budget below is exact 
 from __future__ import annotations
 
 import pytest
-
-from core.errors import InvalidInput
-from retrieval.prompt import SYSTEM_RULES, build_prompt, condense_query
-from retrieval.types import ABSTENTION, Prompt, ScoredChunk
+from lorag.core.errors import InvalidInput
+from lorag.retrieval.prompt import SYSTEM_RULES, build_prompt, condense_query
+from lorag.retrieval.types import ABSTENTION, Prompt, ScoredChunk
 
 
 def count_words(text: str) -> int:

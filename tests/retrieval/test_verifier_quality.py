@@ -29,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ingest.embed import Embedder
-from retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, split_answer, verify
-from retrieval.types import ScoredChunk
+from lorag.ingest.embed import Embedder
+from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, split_answer, verify
+from lorag.retrieval.types import ScoredChunk
 
 PAIRS = Path(__file__).with_name("data") / "verifier_pairs.jsonl"
 Similarity = Callable[[list[str], list[str]], list[float]]
@@ -115,7 +114,8 @@ class RememberingEmbedder:
 @pytest.fixture(scope="module")
 def cosine() -> Similarity:
     """The similarity the answerer ships: the packaged embedder behind `cosine_similarity`."""
-    from retrieval.answer import cosine_similarity
+    from lorag.retrieval.answer import cosine_similarity
+
     from tests.ingest.test_pipeline import embedder_for_tests
 
     return cosine_similarity(RememberingEmbedder(embedder_for_tests(), {}))  # type: ignore[arg-type]

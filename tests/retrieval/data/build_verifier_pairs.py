@@ -22,8 +22,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from ingest.chunk import split
-from ingest.parse import parse
+from lorag.ingest.chunk import split
+from lorag.ingest.parse import parse
 
 ROOT = Path(__file__).resolve().parents[3]
 OUT = Path(__file__).with_name("verifier_pairs.jsonl")
