@@ -27,7 +27,7 @@ from lorag.finetune.tasks import METRICS, TaskSpec, Taxonomy
 from lorag.finetune.types import GateResult, Record
 from lorag.retrieval.answer import Answerer, AnswerResult
 from lorag.retrieval.citations import split_answer
-from lorag.retrieval.evaluate import QAItem, answer_metrics, rouge_l, token_f1
+from lorag.retrieval.evaluate import QAItem, answer_metrics, is_relevant, rouge_l, token_f1
 from lorag.retrieval.generate import Generator
 
 logger = logging.getLogger(__name__)
@@ -113,9 +113,9 @@ def classification_metrics(taxonomy: Taxonomy, items: Sequence[Mapping[str, Any]
     - json_validity: share of outputs valid against the taxonomy (a labels taxonomy: exactly one label).
     - per_field (fields taxonomies): {field: {accuracy, macro_f1}}, accuracy being exact match (sets for multi).
     """
-    classes = _classes(taxonomy)
-    golds = [_tags(taxonomy, item["gold"]) for item in items]
-    preds = [_tags(taxonomy, item["parsed"] if item["valid"] else None) for item in items]
+    classes = taxonomy_classes(taxonomy)
+    golds = [tag_sets(taxonomy, item["gold"]) for item in items]
+    preds = [tag_sets(taxonomy, item["parsed"] if item["valid"] else None) for item in items]
     valid = [bool(item["valid"]) for item in items]
     n = max(len(items), 1)
     per_field = {}
@@ -183,13 +183,13 @@ def macro_f1(pairs: Sequence[tuple[frozenset[str], frozenset[str]]], classes: Se
     return sum(scores) / len(scores) if scores else 1.0
 
 
-def _classes(taxonomy: Taxonomy) -> dict[str, list[str]]:
+def taxonomy_classes(taxonomy: Taxonomy) -> dict[str, list[str]]:
     if taxonomy.labels is not None:
         return {LABEL: taxonomy.labels}
     return {name: spec.values for name, spec in (taxonomy.fields or {}).items()}
 
 
-def _tags(taxonomy: Taxonomy, output: object) -> dict[str, frozenset[str]]:
+def tag_sets(taxonomy: Taxonomy, output: object) -> dict[str, frozenset[str]]:
     """An output (gold or parsed) as field → set of values; None (invalid) gives empty sets."""
     if taxonomy.labels is not None:
         return {LABEL: frozenset() if output is None else frozenset({str(output).strip()})}
@@ -258,12 +258,18 @@ def marker_counts(result: AnswerResult) -> tuple[int, int]:
 
 
 def _grounded_item(record: Record, result: AnswerResult, kept: int, written: int) -> dict[str, Any]:
+    """One answer's row; its scores are counted as `answer_metrics` counts them, so the gate's paired bootstrap
+    (`finetune.paired`) rebuilds the reported metrics from these rows (token_f1 and rouge_l None: abstained)."""
     gold = record.output if isinstance(record.output, str) else None
-    score = round(token_f1(result.text, gold), 4) if gold is not None and not result.abstained else None
+    scored = gold if gold is not None and not result.abstained else None
+    chunks = {chunk.id: chunk for chunk in result.sources}
+    hits = [is_relevant(chunks[c.chunk_id], qa_item(record)) for c in result.citations if c.chunk_id in chunks]
     return {"key": record.key, "prompt": record.prompt, "gold": gold, "output": result.text, "draft": result.draft,
             "abstained": result.abstained, "citations": [citation.chunk_id for citation in result.citations],
             "sources": [chunk.id for chunk in result.sources], "markers_kept": kept, "markers_written": written,
-            "token_f1": score}
+            "token_f1": round(token_f1(result.text, scored), 4) if scored is not None else None,
+            "rouge_l": round(rouge_l(result.text, scored), 4) if scored is not None else None,
+            "cited": len(hits), "relevant_cited": sum(hits)}
 
 
 def evaluate_chat(task: TaskSpec, records: Sequence[Record], generator: Generator,
