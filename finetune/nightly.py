@@ -29,7 +29,8 @@ from lorag.finetune import data, registry, synth
 from lorag.finetune import status as run_status
 from lorag.finetune.evaluate import Contender, evaluate_task, write_task_report
 from lorag.finetune.examples import GroundingContext, build_examples
-from lorag.finetune.gate import decide
+from lorag.finetune.gate import decide, gate_json
+from lorag.finetune.paired import paired_differences
 from lorag.finetune.tasks import TaskSpec, Training
 from lorag.finetune.train import train_lora
 from lorag.finetune.types import Example, GateResult, Record, TrainResult
@@ -126,11 +127,10 @@ def _run_locked(stack: Stack, task: TaskSpec, progress: bool) -> Outcome:
     run_status.write(folder, task.name, phase="evaluating")
     name = registry.version_name(task.name, stack.sessions, settings.adapters_dir, started)
     results, parity = evaluate_candidate(stack, task, prepared, staged, name, parity_messages, trained)
-    gate = gate_of(task, results, parity)
-    extra = {"gate": {"promote": gate.promote, "reasons": list(gate.reasons), "parity": gate.parity},
-             "data": prepared.report, "training": asdict(trained)}
+    gate, shown = gate_of(task, results, parity)
+    extra = {"gate": shown, "data": prepared.report, "training": asdict(trained)}
     _json, markdown = write_task_report(task, results, staged, extra)
-    write_run_json(staged, stack, task, name, prepared, trained, results, gate, started)
+    write_run_json(staged, stack, task, name, prepared, trained, results, shown, started)
     status = AdapterStatus.CANDIDATE if gate.promote else AdapterStatus.REJECTED
     record = registry.register(stack.sessions, settings.adapters_dir, staged, name=name, task=task.name,
                                base_model=settings.models.base, data_hash=prepared.data_hash,
@@ -259,20 +259,23 @@ def check_parity(generator: TransformersGenerator, name: str, prompts: list[list
     return not mismatches
 
 
-def gate_of(task: TaskSpec, results: dict[str, dict[str, Any]], parity: bool | None) -> GateResult:
-    """Against the version in service; with none yet, against the prompt-only base model."""
+def gate_of(task: TaskSpec, results: dict[str, dict[str, Any]],
+            parity: bool | None) -> tuple[GateResult, dict[str, Any]]:
+    """Against the version in service; with none yet, against the prompt-only base model. Each gated metric is
+    weighed by its paired difference on the same test examples (95% CI, n); the second value is the gate's JSON."""
     label = "in service" if "in service" in results else "base (prompt only)"
-    return decide(task, results["candidate"]["metrics"], results[label]["metrics"], parity=parity,
-                  champion_label=label)
+    evidence = paired_differences(task, results, "candidate", label)
+    gate = decide(task, results["candidate"]["metrics"], results[label]["metrics"], parity=parity,
+                  champion_label=label, evidence=evidence)
+    return gate, gate_json(gate, evidence, label)
 
 
 def write_run_json(staged: Path, stack: Stack, task: TaskSpec, name: str, prepared: Prepared, trained: TrainResult,
-                   results: dict[str, dict[str, Any]], gate: GateResult, started: datetime) -> None:
+                   results: dict[str, dict[str, Any]], gate: Mapping[str, Any], started: datetime) -> None:
     run = {"version": name, "task": json.loads(task.model_dump_json()), "data_hash": prepared.data_hash,
            "data": prepared.report, "training": asdict(trained),
            "metrics": {label: result["metrics"] for label, result in results.items()},
-           "gate": {"promote": gate.promote, "reasons": list(gate.reasons), "parity": gate.parity},
-           "code": code_version(), "settings": redacted(stack.settings),
+           "gate": dict(gate), "code": code_version(), "settings": redacted(stack.settings),
            "started_at": started.isoformat(), "finished_at": datetime.now(UTC).isoformat()}
     (staged / "run.json").write_text(json.dumps(run, indent=2, default=str), encoding="utf-8")
 

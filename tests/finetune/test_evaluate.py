@@ -23,7 +23,8 @@ from lorag.finetune.evaluate import (
     marker_counts,
     write_task_report,
 )
-from lorag.finetune.gate import decide
+from lorag.finetune.gate import decide, gate_json
+from lorag.finetune.paired import paired_differences
 from lorag.finetune.tasks import METRICS, TaskSpec
 from lorag.finetune.types import Record
 from lorag.retrieval.answer import AnswerResult, Timings
@@ -271,3 +272,20 @@ def test_report_of_grounded_and_fields_tasks_lists_their_rows(tmp_path: Path) ->
     assert "keep the adapter in service" in markdown and "- x" in markdown
     with pytest.raises(InvalidInput, match="results"):
         write_task_report(FIELDS, fields, tmp_path / "bad", {"results": 1})
+
+
+def test_the_report_carries_the_paired_difference_the_gate_acted_on(tmp_path: Path) -> None:
+    generator = FakeGenerator(LABEL_OUTPUTS, by_model={"candidate@1": {p: "ham" for p in LABEL_OUTPUTS}})
+    contenders = [Contender("candidate", "candidate@1"), Contender("base (prompt only)", None)]
+    results = evaluate_task(LABELS, LABEL_RECORDS, contenders, generator=generator, answerer=None)
+    evidence = paired_differences(LABELS, results, "candidate", "base (prompt only)")
+    gate = decide(LABELS, results["candidate"]["metrics"], results["base (prompt only)"]["metrics"], parity=True,
+                  champion_label="base (prompt only)", evidence=evidence)
+    json_path, md_path = write_task_report(LABELS, results, tmp_path / "out",
+                                           {"gate": gate_json(gate, evidence, "base (prompt only)")})
+    shown = json.loads(json_path.read_text())["gate"]["evidence"]["macro_f1"]
+    assert shown["n"] == 4 and shown["difference"] == pytest.approx(
+        results["candidate"]["metrics"]["macro_f1"] - results["base (prompt only)"]["metrics"]["macro_f1"], abs=1e-4)
+    assert shown["ci95"][0] <= shown["difference"] <= shown["ci95"][1]
+    assert not gate.promote, "4 examples are too few to promote anything but a clearly better candidate"
+    assert "- macro_f1 " in md_path.read_text() and "95% CI [" in gate.reasons[0] and "n=4" in gate.reasons[0]
