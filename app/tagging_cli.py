@@ -306,11 +306,12 @@ def tag_command(settings: Settings, input_path: Path, output: Path, *, taxonomy:
 
 
 def write_review(output: Path, below: float | None) -> tuple[Path, int]:
-    """OUTPUT.review.jsonl: the rows marked needs_review, and those whose confidence is below `below`."""
+    """OUTPUT.review.jsonl: the rows marked needs_review, and those whose confidence is below `below`, each with
+    `confirmed: false` for a person to set once the row's tags are right (`lorag confirm-tags` stores those)."""
     rows = read_table(output)
     if output.suffix.lower() != ".jsonl":  # a table cell holds the review reasons as JSON text
         rows = [{**row, "needs_review": row.get("needs_review") in (True, "True", "true")} for row in rows]
-    chosen = [row for row in rows if row["valid"] in (True, "True") and (
+    chosen = [{**row, "confirmed": False} for row in rows if row["valid"] in (True, "True") and (
         row.get("needs_review") or (below is not None and _float(row.get("confidence")) < below))]
     path = output.with_name(output.stem + ".review.jsonl")
     write_table(path, chosen)
@@ -378,7 +379,8 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
     with ingest_cli.open_registry(settings) as sessions:
         adapter = _adapter(sessions, spec, model)
     name = adapter.name if adapter is not None else model
-    pool, held_out = _shot_pool(spec, examples)
+    labelled = labelled_records(examples, spec, text_field=None, tags_field=None) if examples is not None else None
+    pool, held_out = shot_pool(spec, labelled)
     index = ShotIndex(_embedder(settings), pool) if pool else None
     scorer, generator = None, None
     if settings.generator.backend == "transformers":
@@ -410,12 +412,15 @@ def _scorer(settings: Settings, adapter: AdapterRecord | None, model: str | None
     return TransformersScorer(network, tokenizer, name=adapter.name if adapter is not None else base)
 
 
-def calibration_of(settings: Settings, tagger: Tagger, held_out: Sequence[Record]) -> Calibration | None:
+def calibration_of(settings: Settings, tagger: Tagger, held_out: Sequence[Record], *,
+                   quiet: bool = False) -> Calibration | None:
     """Fitted on held-out labelled items (at most MAX_CALIBRATION_ITEMS) and saved under LORAG_HOME/runs/
-    calibration, so it is measured once per model, taxonomy, data and prompt; None without held-out items."""
+    calibration, so it is measured once per model, taxonomy, data and prompt, and `lorag tag` and the API's tagging
+    jobs share it; None without held-out items. `quiet`: the log, not the terminal, hears of it (a server)."""
+    say: Callable[[str], None] = logger.info if quiet else typer.echo
     chosen = sorted(held_out, key=lambda record: record.key)[:MAX_CALIBRATION_ITEMS]
     if not chosen:
-        typer.echo("no held-out labelled items to calibrate on: values with a precision floor go to review")
+        say("no held-out labelled items to calibrate on: values with a precision floor go to review")
         return None
     data_hash = stable_hash([[record.prompt, record.output] for record in chosen])
     key = stable_hash({"model": tagger.model, "scorer": tagger.scorer.name if tagger.scorer else None,
@@ -424,10 +429,10 @@ def calibration_of(settings: Settings, tagger: Tagger, held_out: Sequence[Record
     path = settings.runs_dir / "calibration" / f"{key}.json"
     if path.exists():
         return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    typer.echo(f"calibrating on {len(chosen)} held-out items (once per model, taxonomy and data)")
+    say(f"calibrating on {len(chosen)} held-out items (once per model, taxonomy and data)")
     items = [Item(str(number), record.prompt) for number, record in enumerate(chosen)]
     raws: list[Raw] = []
-    with _progress(len(items), 0, True) as advance:
+    with _progress(len(items), 0, not quiet) as advance:
         for start in range(0, len(items), tagger.batch_size):
             raws += tagger.raw(items[start:start + tagger.batch_size])
             advance(len(raws) - start)
@@ -435,8 +440,10 @@ def calibration_of(settings: Settings, tagger: Tagger, held_out: Sequence[Record
             if raw.failure is None]
     calibration = fit_calibration(tagger.taxonomy, rows, data_hash)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**calibration.as_dict(), "key": key, "model": tagger.model}, indent=2) + "\n",
-                    encoding="utf-8")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # whole or never: a server and `lorag tag` share it
+    temporary.write_text(json.dumps({**calibration.as_dict(), "key": key, "model": tagger.model}, indent=2) + "\n",
+                         encoding="utf-8")
+    os.replace(temporary, path)
     return calibration
 
 
@@ -455,15 +462,14 @@ def _adapter(sessions: sessionmaker[Session], spec: TaskSpec, model: str | None)
         return None  # the base model's name, or a name the model server knows; the generator checks it
 
 
-def _shot_pool(spec: TaskSpec, examples: Path | None) -> tuple[list[tuple[str, Any]], list[Record]]:
-    """(examples for the prompts and the vote, held-out items to calibrate on): `--examples` (calibrated
+def shot_pool(spec: TaskSpec, examples: Sequence[Record] | None) -> tuple[list[tuple[str, Any]], list[Record]]:
+    """(examples for the prompts and the vote, held-out items to calibrate on): labelled `examples` (calibrated
     leave-one-out: an item never sees itself), else the task's training split and its validation split (never its
     test split)."""
     from lorag.finetune.data import dedupe, load_records, split
 
     if examples is not None:
-        records = labelled_records(examples, spec, text_field=None, tags_field=None)
-        return shot_examples(records), records
+        return shot_examples(examples), list(examples)
     if not spec.data.sources:
         return [], []
     records, _dropped = dedupe(load_records(spec))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -166,6 +167,29 @@ class TransformersScorer:
         for row, tail in enumerate(tails):
             totals[row] += float(sum(logps[row, step, token] for step, token in enumerate(tail[1:])))
         return totals
+
+
+class HoldsNetwork(Protocol):
+    """A generator that lends its network between generations (`TransformersGenerator.network`)."""
+
+    def network(self, model: str | None) -> AbstractContextManager[tuple[PreTrainedModel, PreTrainedTokenizerBase]]: ...
+
+
+class SharedScorer:
+    """A `TransformersScorer` on the network a server already holds: every item is scored with the generator's
+    lock held and `model`'s adapter on, so a tagging job needs no second copy of the model, a chat request waits
+    one item at most, and the scores are those `lorag tag` gets from the same base and adapter."""
+
+    def __init__(self, generator: HoldsNetwork, model: str | None, *, name: str) -> None:
+        self.generator, self.model, self.name = generator, model, name
+        self._scorer: TransformersScorer | None = None
+        self._network: object = None
+
+    def score(self, messages: Messages, taxonomy: Taxonomy) -> Distribution:
+        with self.generator.network(self.model) as (network, tokenizer):
+            if self._scorer is None or network is not self._network:  # its key-value cache is this network's
+                self._scorer, self._network = TransformersScorer(network, tokenizer, name=self.name), network
+            return self._scorer.score(messages, taxonomy)
 
 
 def _cut(cache: Any, length: int) -> None:

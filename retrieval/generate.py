@@ -371,6 +371,14 @@ class TransformersGenerator:
                                      " and was stopped; retry, or raise the limit", code="generation_timeout")
 
     @contextmanager
+    def network(self, model: str | None) -> Iterator[tuple[PreTrainedModel | PeftModel, PreTrainedTokenizerBase]]:
+        """`model`'s network (its adapter on) and the tokenizer, this generator's lock held: for forward passes of
+        one's own between generations (tagging's constrained scorer), never with an adapter switched under them."""
+        name = self._known(model)
+        with self._lock, self._selected(name) as network:
+            yield network, self._tokenizer
+
+    @contextmanager
     def _selected(self, name: str) -> Iterator[PreTrainedModel | PeftModel]:
         """The network to call for `name`; call with the lock held. Adapter layers rest disabled."""
         if name == self.base_name:

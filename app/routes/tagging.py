@@ -4,7 +4,10 @@
     → 202 {"id": "tag-…", "status": "queued", ...}; poll GET /v1/tagging/jobs/tag-… until "succeeded"
 
 The taxonomy is inline (labels or fields, optionally `system`) or a configured task's; a taxonomy with a task's
-fields is tagged as that task: its prompt, its labelled data as examples, its adapter in service.
+fields is tagged as that task: its prompt, its labelled data as examples, its adapter in service. A job is tagged
+as `lorag tag` tags (`JobBoard._tagger`): constrained scoring of every allowed value on the model this process
+holds, confidence calibrated on held-out labelled items, the taxonomy's precision floors and implications, and
+`needs_review`; the same items with the same adapter get the same tags either way.
 
 Jobs are kept in this process's memory, not in a file under LORAG_HOME/runs: a job holds at most MAX_ITEMS items
 and is tagged by the model this process holds, so it cannot outlive the process anyway, and a file would need a
@@ -27,11 +30,14 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from lorag.app.auth import requires
 from lorag.app.keys import Principal
 from lorag.app.resources import Resources, get_resources
-from lorag.app.tagging import Item, ShotIndex, Tagger, TagResult, matching_task, shot_examples, taxonomy_task
+from lorag.app.tagging import Item, ShotIndex, Tagger, TagResult, matching_task, taxonomy_task
+from lorag.app.tagging_confidence import SharedScorer
 from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError, NotFound, shown
 from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import TaskSpec, find_task
 from lorag.finetune.types import Record
+from lorag.retrieval.batching import BatchingGenerator
+from lorag.retrieval.generate import Generator, TransformersGenerator
 from pydantic import BaseModel, Field
 
 logger = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ KEEP_JOBS = 200
 # than `lorag tag`'s keep that wait to a few seconds on a CPU.
 BATCH_SIZE = 8
 Status = Literal["queued", "running", "succeeded", "failed"]
+Pool = tuple[ShotIndex | None, list[Record]]  # labelled examples for the prompts and the vote; held-out items
 
 
 class ItemIn(BaseModel):
@@ -113,7 +120,7 @@ class JobBoard:
         self._jobs: dict[str, TaggingJob] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[TaggingJob] = queue.Queue()
-        self._shots: dict[str, ShotIndex | None] = {}  # task → its examples, embedded once
+        self._pools: dict[str, Pool] = {}  # task → its labelled examples (embedded once) and held-out items
         threading.Thread(target=self._work, name="lorag-tagging", daemon=True).start()
 
     def submit(self, job: TaggingJob) -> None:
@@ -147,26 +154,44 @@ class JobBoard:
             job.status = status  # last: a client that sees it finished sees its end time and error too
 
     def _tagger(self, job: TaggingJob) -> Tagger:
-        resources = self.resources
-        if resources.answer_generator is None:
+        """The tagger `lorag tag` builds (`tagging_cli.build_tagger`) on the model this process serves: the
+        in-process network scores the taxonomy's values, a model server generates under the JSON schema; the same
+        labelled pool votes, and the same calibration (fitted once, shared on disk) sets the precision floors."""
+        from lorag.app.tagging_cli import calibration_of
+
+        generator = self.resources.answer_generator
+        if generator is None:
             raise BackendUnavailable("the models are not loaded (LORAG_SERVER__LOAD_MODELS=false)")
-        shots = self._examples(job) if job.request.shots else None
-        return Tagger(resources.answer_generator, job.spec, model=job.model, shots=shots, k_shots=job.request.shots,
-                      batch_size=BATCH_SIZE, max_new_tokens=job.spec.evaluation.max_new_tokens)
+        index, held_out = self._pool(job)
+        scorer = _scorer(generator, job.model)
+        tagger = Tagger(None if scorer is not None else generator, job.spec, model=job.model, shots=index,
+                        k_shots=job.request.shots, batch_size=BATCH_SIZE,
+                        max_new_tokens=job.spec.evaluation.max_new_tokens, scorer=scorer)
+        tagger.calibration = calibration_of(self.resources.settings, tagger, held_out, quiet=True)
+        return tagger
 
-    def _examples(self, job: TaggingJob) -> ShotIndex | None:
+    def _pool(self, job: TaggingJob) -> Pool:
+        """The request's examples, else the task's training split (embedded once per task), with the items to
+        calibrate on: `tagging_cli.shot_pool`, as `lorag tag --examples` or `lorag tag --task` chooses them."""
+        from lorag.app.tagging_cli import shot_pool
+
         embedder = self.resources.embedder
-        if embedder is None:
-            return None
         if job.request.examples:
-            return ShotIndex(embedder, shot_examples(_records(job.spec, job.request.examples)))
-        if job.spec.name not in self._shots:
-            from lorag.finetune.data import dedupe, load_records, split
+            examples, held_out = shot_pool(job.spec, _records(job.spec, job.request.examples))
+            return (ShotIndex(embedder, examples) if embedder is not None else None), held_out
+        if job.spec.name not in self._pools:
+            examples, held_out = shot_pool(job.spec, None)
+            self._pools[job.spec.name] = (ShotIndex(embedder, examples) if examples and embedder is not None
+                                          else None), held_out
+        return self._pools[job.spec.name]
 
-            records = dedupe(load_records(job.spec))[0] if job.spec.data.sources else []
-            pool = shot_examples(split(records, job.spec.split)["train"]) if records else []
-            self._shots[job.spec.name] = ShotIndex(embedder, pool) if pool else None
-        return self._shots[job.spec.name]
+
+def _scorer(generator: Generator, model: str | None) -> SharedScorer | None:
+    """Constrained scoring on the in-process model (as `lorag tag` scores); None for a model server (vLLM)."""
+    inner = generator.inner if isinstance(generator, BatchingGenerator) else generator
+    if not isinstance(inner, TransformersGenerator):
+        return None
+    return SharedScorer(inner, model, name=model or inner.base_name)
 
 
 def board_of(request: Request, resources: Annotated[Resources, Depends(get_resources)]) -> JobBoard:
