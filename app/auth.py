@@ -26,11 +26,12 @@ from fastapi import Depends, FastAPI, Request, Response
 from limits import RateLimitItemPerSecond
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.app import keys
 from lorag.app.keys import Principal
 from lorag.core.errors import BackendUnavailable, Forbidden, RateLimited, Unauthorized
 from lorag.core.settings import ServerSettings, Settings
-from sqlalchemy.orm import Session, sessionmaker
 
 ANONYMOUS = Principal(None, "anonymous", frozenset({"chat:public", "ingest", "tag"}))
 CHAT = ("chat:public", "chat:internal")

@@ -27,14 +27,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.sql.schema import Table
+
 from lorag.app import ingest_cli
 from lorag.core import db
 from lorag.core.errors import Conflict, InvalidInput
 from lorag.core.settings import Settings
 from lorag.core.tables import AdapterVersion, Base, Document, DocumentStatus
 from lorag.finetune.registry import STAGING
-from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.sql.schema import Table
 
 logger = logging.getLogger(__name__)
 

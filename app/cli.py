@@ -13,6 +13,7 @@ from types import UnionType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar, Union, get_args, get_origin
 
 import typer
+
 from lorag.core import db, models
 from lorag.core.errors import InvalidInput
 from lorag.core.faults import as_lorag_error
@@ -20,11 +21,12 @@ from lorag.core.logs import configure_logging
 from lorag.core.settings import Settings, load_settings, redacted
 
 if TYPE_CHECKING:  # the ingestion stack imports torch and qdrant: only commands that need it load it
+    from sqlalchemy.orm import Session, sessionmaker
+
     from lorag.app.adapters import AdapterRouter
     from lorag.ingest.pipeline import Outcome
     from lorag.ingest.service import SubmitReport
     from lorag.retrieval.generate import Generator
-    from sqlalchemy.orm import Session, sessionmaker
 
 cli = typer.Typer(name="lorag", no_args_is_help=True, add_completion=False,
                   help="Answers from your own documents with checked citations, from nightly LoRA-tuned models.")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
 from lorag.app import ingest_cli
 from lorag.app.scheduler import Scheduler
 from lorag.core.settings import Settings

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core import db, models
 from lorag.core.settings import Settings
 from lorag.ingest import registry, service
@@ -20,9 +24,6 @@ from lorag.ingest.pipeline import Indexer, Outcome
 from lorag.ingest.service import SubmitReport
 from lorag.ingest.store import VectorStore
 from lorag.ingest.worker import Worker
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 

@@ -20,11 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core.db import transaction
 from lorag.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, shown
 from lorag.core.tables import ApiKey
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 SCOPES = ("chat:public", "chat:internal", "ingest", "tag", "admin")
 KEY = re.compile(r"^lorag_([a-z0-9]{12})_([A-Za-z0-9_-]{20,})$")

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi.responses import JSONResponse
+
 from lorag.app.errors import envelope
 
 Scope = MutableMapping[str, Any]

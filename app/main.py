@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+
 from lorag.app import answer_tokens
 from lorag.app.auth import build_rate_limiter, install_cors
 from lorag.app.docs import install_docs

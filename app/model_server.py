@@ -29,10 +29,11 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from lorag.core import models
 from lorag.core.settings import Settings
 from lorag.finetune.registry import AdapterRecord
-from sqlalchemy.exc import SQLAlchemyError
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,9 @@ import threading
 from dataclasses import dataclass, field
 
 from fastapi import Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.app.adapters import AdapterRouter
 from lorag.app.scheduler import Scheduler
 from lorag.core import db, models
@@ -18,8 +21,6 @@ from lorag.ingest.worker import IngestQueue, Worker
 from lorag.retrieval.answer import Answerer
 from lorag.retrieval.factory import build_answer_generator, build_answerer
 from lorag.retrieval.generate import Generator
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, croniter
+
 from lorag.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)

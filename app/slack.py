@@ -33,16 +33,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
+from slack_bolt.error import BoltError
+from slack_sdk import WebClient
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core.errors import BackendUnavailable, ConfigError, Forbidden, InvalidInput, LoragError, NotFound
 from lorag.core.logs import request_id
 from lorag.core.settings import Settings, SlackSettings
 from lorag.core.tables import Feedback, FeedbackKind
 from lorag.retrieval.answer import Answerer, AnswerResult
 from lorag.retrieval.types import Citation
-from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
-from slack_bolt.error import BoltError
-from slack_sdk import WebClient
-from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 
@@ -366,8 +367,9 @@ def build_slack_app(host: Host, settings: Settings, *, socket_mode: bool = False
 def run_socket_mode(settings: Settings) -> None:
     """`lorag slack`: the same app over Socket Mode, no public URL needed. With the embedded vector store run it
     instead of `lorag serve`, not beside it (one process may open the store)."""
-    from lorag.app.resources import open_resources
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from lorag.app.resources import open_resources
 
     section = settings.slack
     missing = [name for name, value in (("LORAG_SLACK__BOT_TOKEN (xoxb-...)", section.bot_token),

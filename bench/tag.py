@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+
 from lorag.app.finetune_cli import SAMPLE_TASKS  # noqa: E402
 from lorag.app.tagging import Item, ShotIndex, Tagger, shot_examples  # noqa: E402
 from lorag.core import models  # noqa: E402
@@ -178,9 +179,10 @@ def compare_run(task: TaskSpec, records: Sequence[Record] | None, args: argparse
     """--compare: the shipped tagger (constrained scoring + kNN vote, calibrated on the validation split, the
     taxonomy's rules) against the kNN vote and the model alone, on the test split; --adapter adds the base with the
     same shots as a contender. Nothing is fitted on the test split."""
+    from peft import PeftModel
+
     from lorag.app.tagging_confidence import TransformersScorer, fit_calibration
     from lorag.app.tagging_eval import compare
-    from peft import PeftModel
 
     splits = splits_of(task, records)
     model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", MODELS), "cpu")

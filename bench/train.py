@@ -92,9 +92,10 @@ def run_ours(base_dir: str, examples: list[Example], training: Training, lora: L
 def run_trainer(base_dir: str, examples: list[Example], training: Training, lora: Lora,
                 batch_size: int) -> dict[str, Any]:
     import torch
-    from lorag.finetune.train import tokenize_example
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from lorag.finetune.train import tokenize_example
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
     rows = [dict(zip(("input_ids", "labels"), tokenize_example(tokenizer, example), strict=True))
@@ -136,8 +137,9 @@ class CountingCollator:
 
 def plan(examples: list[Example], base_dir: str, training: Training) -> dict[str, Any]:
     """What the data look like and how our batching lays them out (same plan as train_lora's first epoch)."""
-    from lorag.finetune.train import plan_micro_batches, tokenize_example
     from transformers import AutoTokenizer
+
+    from lorag.finetune.train import plan_micro_batches, tokenize_example
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
     lengths = [len(tokenize_example(tokenizer, example)[0]) for example in examples]

@@ -102,10 +102,11 @@ def fair_baselines(task: TaskSpec, splits: dict[str, list[Any]], test: list[Any]
     """The generated-JSON uplift above compares with a base that may not write the format. Here every contender
     writes valid tags: the adapter and the base under constrained decoding with the same 3 retrieved shots, the
     kNN vote of the training items, and the shipped blend calibrated on the validation split (app.tagging_eval)."""
+    from peft import PeftModel
+
     from lorag.app.tagging import Item, ShotIndex, Tagger, shot_examples
     from lorag.app.tagging_confidence import TransformersScorer, fit_calibration
     from lorag.app.tagging_eval import compare
-    from peft import PeftModel
 
     assert stack is not None
     network, tokenizer = models.load_causal_lm(base, "cpu")

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from lorag.core.errors import BackendUnavailable
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from lorag.core.errors import BackendUnavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK_KEY = 0x6C6F726167  # "lorag": one advisory lock id for schema changes

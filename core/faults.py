@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import errno
 
-from lorag.core.errors import BackendUnavailable, LoragError, StorageFull
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from lorag.core.errors import BackendUnavailable, LoragError, StorageFull
 
 DISK_FULL_MARKERS = ("no space left on device", "database or disk is full", "disk full", "could not extend file",
                      "could not write to file", "os error 28")

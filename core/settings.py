@@ -11,10 +11,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from lorag.core.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from lorag.core.errors import ConfigError
 
 PACKAGED_BASE = "packaged:smollm2-135m-instruct"
 PACKAGED_EMBEDDER = "packaged:all-minilm-l6-v2"

@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core.errors import ConfigError, InvalidInput
 from lorag.core.tables import Feedback, FeedbackKind
 from lorag.finetune.prompts import format_output, parse_output
 from lorag.finetune.tasks import Source, SplitSpec, TaskSpec
 from lorag.finetune.types import Record, Split, stable_hash
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 

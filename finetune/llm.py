@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
-from lorag.retrieval.generate import Generator
 from pydantic import PrivateAttr
+
+from lorag.retrieval.generate import Generator
 
 CONTEXT_WINDOW = 8192  # SmolLM2's
 

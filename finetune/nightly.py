@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core import models
 from lorag.core.errors import Conflict, LoragError
 from lorag.core.settings import Settings, redacted
@@ -40,7 +42,6 @@ from lorag.retrieval.factory import build_answerer
 from lorag.retrieval.generate import TransformersGenerator
 from lorag.retrieval.search import Retriever
 from lorag.retrieval.types import ScoredChunk
-from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ def question_writer(settings: Settings) -> synth.LlamaIndexWriter:
     """The base model behind llama-index's LLM interface; llama-index counts tokens with the same tokenizer
     (its default, tiktoken, would download an encoding)."""
     from llama_index.core import Settings as LlamaSettings
+
     from lorag.finetune.llm import GeneratorLLM
 
     ref = models.resolve(settings.models.base, settings.models_dir)

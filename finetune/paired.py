@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from lorag.core.errors import InvalidInput
 from lorag.finetune.evaluate import tag_sets, taxonomy_classes
 from lorag.finetune.tasks import TaskSpec, Taxonomy

@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core.db import transaction
 from lorag.core.errors import Conflict, InvalidInput, NotFound, shown
 from lorag.core.tables import AdapterStatus, AdapterVersion
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 STAGING = ".staging"
 

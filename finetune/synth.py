@@ -22,6 +22,8 @@ from pathlib import Path, PurePath
 from typing import Literal, Protocol
 
 import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core.tables import DocumentStatus
 from lorag.finetune.tasks import Documents, TaskSpec
 from lorag.finetune.types import Record, stable_hash
@@ -35,7 +37,6 @@ from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, bod
 from lorag.retrieval.evaluate import QAItem, is_relevant
 from lorag.retrieval.search import Retriever
 from lorag.retrieval.types import ScoredChunk
-from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 

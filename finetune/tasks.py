@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from lorag.core.errors import ConfigError, LoragError, shown
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lorag.core.errors import ConfigError, LoragError, shown
 
 Kind = Literal["grounded-qa", "classification", "chat"]
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")

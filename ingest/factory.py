@@ -6,12 +6,13 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core.settings import Settings
 from lorag.ingest.embed import Embedder
 from lorag.ingest.pipeline import ChunkingPolicy, Indexer
 from lorag.ingest.store import VectorStore, build_vector_store
 from lorag.ingest.worker import IngestQueue, build_huey
-from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core.errors import BackendUnavailable, InvalidInput, NotFound
 from lorag.core.faults import as_lorag_error
 from lorag.ingest import registry
@@ -28,7 +30,6 @@ from lorag.ingest.parse import parse
 from lorag.ingest.registry import Claim
 from lorag.ingest.sparse import SparseVector, sparse_vectors
 from lorag.ingest.store import Point, VectorStore, point_id
-from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 

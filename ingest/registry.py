@@ -12,11 +12,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core.db import transaction
 from lorag.core.errors import Forbidden, NotFound, shown
 from lorag.core.tables import Blob, Document, DocumentStatus, Job, utcnow
-from sqlalchemy import ColumnElement, delete, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
 
 DOCUMENT_NAMESPACE = uuid.UUID("2b7e1516-28ae-4d2a-abf7-158809cf4f3c")
 MAX_ATTEMPTS = 5  # crashed or abandoned attempts in a row before a document fails for good

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core.db import transaction
 from lorag.core.errors import InvalidInput
 from lorag.core.tables import Document, DocumentStatus, utcnow
@@ -20,7 +22,6 @@ from lorag.ingest.parse import media_type_of
 from lorag.ingest.pipeline import remove
 from lorag.ingest.registry import Submitted
 from lorag.ingest.store import VectorStore
-from sqlalchemy.orm import Session, sessionmaker
 
 AUDIENCES = ("public", "internal")
 

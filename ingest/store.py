@@ -32,11 +32,12 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import qdrant_edge as qe
-from lorag.core.errors import BackendUnavailable, ConfigError, InvalidInput, StorageFull
-from lorag.ingest.sparse import SparseVector
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from lorag.core.errors import BackendUnavailable, ConfigError, InvalidInput, StorageFull
+from lorag.ingest.sparse import SparseVector
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Literal
 
 from huey import Huey, RedisHuey, SqliteHuey
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core.errors import BackendUnavailable
 from lorag.core.faults import as_lorag_error
 from lorag.ingest import registry
-from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
+
 from lorag.core.errors import BackendUnavailable, ConfigError, Conflict, InvalidInput, NotFound, shown
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from lorag.app.adapters import AdapterRouter
 from lorag.core import db
 from lorag.core.errors import BackendUnavailable

@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+
 from lorag.app import keys
 from lorag.app.main import create_app
 from lorag.core.settings import Settings

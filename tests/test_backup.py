@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from lorag.app import backup, ingest_cli, keys
 from lorag.core import db
 from lorag.core.errors import Conflict, InvalidInput

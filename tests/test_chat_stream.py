@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from lorag.app.main import create_app
-from lorag.core.settings import Settings
 from openai import OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from lorag.app.main import create_app
+from lorag.core.settings import Settings
 from tests.retrieval.test_verified_stream import COURIER, FEE, QUESTION, ScriptedModel, answerer, store  # noqa: F401
 
 MESSAGES = [{"role": "user", "content": QUESTION}]

@@ -130,6 +130,7 @@ def test_every_help_screen_shows_plain_metavars_and_choices(capsys: pytest.Captu
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """No `<bool>` after a flag, no `<str>` for a value, and audiences list their choices."""
     import typer
+
     from lorag.app.cli import cli, plain_metavars
 
     monkeypatch.setenv("COLUMNS", "200")

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from lorag.core.settings import Settings
 from pydantic import BaseModel
+
+from lorag.core.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[1] / "compose.yaml"
 SERVICES = {"api", "worker", "scheduler", "qdrant", "postgres", "redis", "vllm"}
@@ -88,6 +89,7 @@ DOCKERFILE = COMPOSE.parent / "Dockerfile"
 
 def test_every_lorag_service_command_is_a_real_command(compose: dict[str, Any]) -> None:
     import typer
+
     from lorag.app.cli import cli
 
     commands = typer.main.get_command(cli).commands

@@ -3,10 +3,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from sqlalchemy import inspect, select
+
 from lorag.core import db
 from lorag.core.errors import BackendUnavailable
 from lorag.core.tables import Document, DocumentStatus
-from sqlalchemy import inspect, select
 
 
 def test_migrations_create_the_schema_and_are_idempotent(database_url: str) -> None:
@@ -77,6 +78,7 @@ def test_processes_starting_together_migrate_once(database_url: str) -> None:
 
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
+
     from lorag.core.db import alembic_config
 
     return ScriptDirectory.from_config(alembic_config(db.build_engine("sqlite://"))).get_current_head()

@@ -18,6 +18,7 @@ from unittest import mock
 
 import httpx
 import pytest
+
 from lorag.app import ingest_cli
 from lorag.core import db
 from lorag.core.settings import load_settings
@@ -27,7 +28,6 @@ from lorag.ingest.registry import document_id
 from lorag.ingest.registry import get as document_row
 from lorag.ingest.registry import submit as submit_document
 from lorag.ingest.store import ALL_AUDIENCES, EdgeVectorStore, Filter
-
 from tests.conftest import free_port
 from tests.finetune.test_nightly import SAVOURY, SWEET, TASK
 from tests.test_cli import _wait_ready, lorag_env

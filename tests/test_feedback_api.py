@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
 from lorag.app import answer_tokens, keys
 from lorag.app.main import create_app
 from lorag.core.settings import Settings
 from lorag.core.tables import Feedback
-from sqlalchemy import func, select
 
 CITATION = {"marker": 1, "chunk_id": "c1", "doc_id": "d1", "title": "Placing an order",
             "source": "placing_an_order.md", "section": ["Placing an order", "Minimum order value"], "page": None,

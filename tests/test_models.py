@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from lorag.core import models
 from lorag.core.errors import ConfigError
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from lorag.app.scheduler import Scheduler, next_run
 from lorag.core.errors import ConfigError
 

@@ -4,9 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
+
 from lorag.core.errors import ConfigError
 from lorag.core.settings import Settings, load_settings, redacted
-from pydantic import BaseModel
 
 
 def _fields_without_description(model: type[BaseModel], prefix: str = "LORAG_") -> list[str]:

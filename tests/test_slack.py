@@ -26,6 +26,10 @@ from urllib.parse import parse_qsl, urlparse
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from slack_bolt import BoltRequest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import serve
+
 from lorag.app.main import create_app
 from lorag.app.slack import (
     ANSWER_EVENT,
@@ -42,10 +46,6 @@ from lorag.app.slack import (
 from lorag.core import db
 from lorag.retrieval.answer import AnswerResult, Timings
 from lorag.retrieval.types import ABSTENTION, Citation, ScoredChunk
-from slack_bolt import BoltRequest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import serve
-
 from tests.conftest import REPO, free_port
 from tests.test_cli import _wait_ready, lorag_env, run_lorag
 

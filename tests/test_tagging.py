@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+
 from lorag.app.main import create_app
 from lorag.app.tagging import Item, ShotIndex, Tagger, load_taxonomy, matching_task, same_taxonomy, tagging_task
 from lorag.app.tagging_cli import items_of, labelled_records, read_table, run_resumable, write_table
@@ -24,7 +25,6 @@ from lorag.core.settings import Settings
 from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import Taxonomy, load_task
 from lorag.retrieval.generate import Generation, Messages
-
 from tests.test_cli import lorag_env, run_lorag
 
 REPO = Path(__file__).resolve().parents[1]

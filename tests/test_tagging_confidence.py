@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+
 from lorag.app.tagging import Item, Tagger, tagging_task
 from lorag.app.tagging_cli import auto_batch_size, read_table, run_resumable, write_review
 from lorag.app.tagging_confidence import (
@@ -162,7 +163,6 @@ def test_the_comparison_scores_the_tagger_and_the_knn_baseline() -> None:
     from lorag.app.tagging import ShotIndex
     from lorag.app.tagging_eval import compare
     from lorag.finetune.types import Record
-
     from tests.test_tagging import WordEmbedder
 
     veg = {"course": "main", "diet": ["vegetarian", "vegan", "dairy-free"]}

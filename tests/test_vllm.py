@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from lorag.app.adapters import AdapterRouter
 from lorag.app.tagging import Item, Tagger, taxonomy_task
 from lorag.core import db
@@ -30,7 +31,6 @@ from lorag.finetune.tasks import Lora, TaskSpec, Training
 from lorag.finetune.train import train_lora
 from lorag.finetune.types import Example
 from lorag.retrieval.generate import OpenAIGenerator, TransformersGenerator
-
 from tests.conftest import REPO, free_port
 from tests.test_cli import _wait_ready, lorag_env
 

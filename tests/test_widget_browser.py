@@ -21,8 +21,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from lorag.app.main import create_app
-from lorag.core.settings import Settings
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
@@ -31,6 +29,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
+from lorag.app.main import create_app
+from lorag.core.settings import Settings
 from tests.conftest import REPO, free_port
 from tests.test_cli import _wait_ready, lorag_env
 

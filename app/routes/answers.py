@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
 from lorag.app import answer_tokens
 from lorag.app.answer_tokens import audience_of
 from lorag.app.auth import CHAT, requires
@@ -20,7 +22,6 @@ from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput
 from lorag.core.faults import as_lorag_error
 from lorag.finetune import status as run_status
 from lorag.retrieval.answer import Answerer, AnswerResult
-from pydantic import BaseModel, ConfigDict, Field
 
 router = APIRouter(prefix="/v1", tags=["answers"])
 

@@ -9,6 +9,9 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
+from pydantic import BaseModel
+from sqlalchemy import select
+
 from lorag.app.auth import requires
 from lorag.app.keys import Principal
 from lorag.app.resources import Resources, get_resources
@@ -18,8 +21,6 @@ from lorag.ingest import registry
 from lorag.ingest.pipeline import remove
 from lorag.ingest.service import check_upload
 from lorag.ingest.worker import IngestQueue
-from pydantic import BaseModel
-from sqlalchemy import select
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 

@@ -6,6 +6,8 @@ import json
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
 from lorag.app import answer_tokens
 from lorag.app.answer_tokens import audience_of
 from lorag.app.auth import CHAT, requires
@@ -14,7 +16,6 @@ from lorag.app.resources import Resources, get_resources
 from lorag.core.db import transaction
 from lorag.core.errors import InvalidInput
 from lorag.core.tables import Feedback, FeedbackKind, utcnow
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+
 from lorag.app.auth import current_principal
 from lorag.app.resources import Resources, get_resources
 from lorag.core import db

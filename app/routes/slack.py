@@ -10,8 +10,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from lorag.core.errors import BackendUnavailable, NotFound
 from starlette.concurrency import run_in_threadpool
+
+from lorag.core.errors import BackendUnavailable, NotFound
 
 if TYPE_CHECKING:
     from slack_bolt import App

@@ -1,6 +1,7 @@
 """Alembic environment: runs against the engine lorag passes in `config.attributes["engine"]`."""
 
 from alembic import context
+
 from lorag.core.tables import Base
 
 engine = context.config.attributes["engine"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from lorag.core import db
 from lorag.core.errors import ConfigError, InvalidInput
 from lorag.core.tables import Feedback, FeedbackKind

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from lorag.core.errors import ConfigError, InvalidInput
 from lorag.finetune.evaluate import (
     Contender,

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+
 from lorag.finetune.gate import MIN_EXAMPLES, decide, gate_json
 from lorag.finetune.paired import Paired, paired_differences
 from lorag.finetune.tasks import TaskSpec

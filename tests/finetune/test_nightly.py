@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from lorag.core import db
 from lorag.core.errors import Conflict
 from lorag.core.tables import AdapterStatus

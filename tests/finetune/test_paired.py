@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from lorag.core.errors import InvalidInput
 from lorag.finetune.evaluate import evaluate_classification, evaluate_grounded
 from lorag.finetune.paired import RESAMPLES, Columns, bootstrap, metric_columns, paired_differences
 from lorag.finetune.tasks import METRICS, TaskSpec
-
 from tests.finetune.test_evaluate import (
     FIELD_OUTPUTS,
     FIELD_RECORDS,

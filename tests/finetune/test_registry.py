@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
+
 from lorag.core import db
 from lorag.core.errors import Conflict, InvalidInput, NotFound
 from lorag.core.tables import AdapterStatus, AdapterVersion
 from lorag.finetune import registry
-from sqlalchemy.exc import IntegrityError
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+
 from lorag.core import db
 from lorag.finetune import data, synth
 from lorag.finetune.examples import GroundingContext, grounded_example
@@ -17,7 +18,6 @@ from lorag.ingest.pipeline import ChunkingPolicy, Indexer
 from lorag.ingest.store import EdgeVectorStore
 from lorag.retrieval.search import Retriever
 from lorag.retrieval.types import ABSTENTION, ScoredChunk
-
 from tests.ingest.test_pipeline import embedder_for_tests
 
 CHUNK_TOKENS, OVERLAP = 200, 32

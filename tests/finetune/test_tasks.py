@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from lorag.core.errors import ConfigError
 from lorag.finetune.tasks import find_task, load_task, load_tasks
 

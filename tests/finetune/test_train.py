@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
 from lorag.core import models
 from lorag.core.errors import InvalidInput
 from lorag.finetune import train
@@ -16,8 +19,6 @@ from lorag.finetune.tasks import Lora, Training
 from lorag.finetune.train import IGNORE, end_of_turn_id, plan_micro_batches, tokenize_example, train_lora
 from lorag.finetune.types import Example
 from lorag.retrieval.generate import TransformersGenerator
-from safetensors.torch import load_file
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 QUESTION = [{"role": "user", "content": "What is the code word?"}]
 ANSWER = "The code word is PINEAPPLE."

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 
 import pytest
+
 from lorag.core.errors import InvalidInput
 from lorag.ingest.chunk import split
 from lorag.ingest.document import Chunk, ParsedDocument, Section

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from lorag.core.errors import InvalidInput, PayloadTooLarge
 from lorag.ingest.document import ParsedDocument
 from lorag.ingest.parse import parse

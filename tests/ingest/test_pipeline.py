@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from lorag.core import db, models
 from lorag.core.tables import DocumentStatus
 from lorag.ingest import registry, service

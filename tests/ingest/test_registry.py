@@ -4,11 +4,12 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core import db
 from lorag.core.errors import NotFound
 from lorag.core.tables import Blob, DocumentStatus
 from lorag.ingest import registry
-from sqlalchemy.orm import Session, sessionmaker
 
 
 @pytest.fixture

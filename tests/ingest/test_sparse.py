@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+
 from lorag.ingest.sparse import (
     FIRST_WORD_ID,
     PUNCTUATION_IDS,

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import qdrant_edge
+from qdrant_client import QdrantClient
+
 from lorag.core.errors import BackendUnavailable, ConfigError, InvalidInput
 from lorag.ingest.sparse import SparseVector
 from lorag.ingest.store import (
@@ -28,7 +30,6 @@ from lorag.ingest.store import (
     point_id,
     rrf,
 )
-from qdrant_client import QdrantClient
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
 

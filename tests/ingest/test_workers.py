@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
 from lorag.core import db
 from lorag.core.tables import DocumentStatus
 from lorag.ingest import registry
 from lorag.ingest.store import EdgeVectorStore, Filter
 from lorag.ingest.worker import IngestQueue, build_huey
-from sqlalchemy.orm import Session, sessionmaker
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/15"

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from lorag.app.tagging import BatchGenerator
 from lorag.core.errors import InvalidInput, NotFound
 from lorag.retrieval import factory
@@ -209,8 +210,9 @@ def test_the_factory_batches_the_in_process_backend_unless_batch_max_is_1(
 def test_concurrent_callers_get_exactly_the_one_at_a_time_outputs(models_dir: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
-    from lorag.core.models import load_causal_lm, resolve
     from peft import LoraConfig, get_peft_model
+
+    from lorag.core.models import load_causal_lm, resolve
 
     model, tokenizer = load_causal_lm(resolve("packaged:smollm2-135m-instruct", models_dir), "cpu")
     torch.manual_seed(0)

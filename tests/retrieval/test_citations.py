@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, parse_markers, verify
 from lorag.retrieval.types import ABSTENTION, ScoredChunk, VerifiedAnswer
 

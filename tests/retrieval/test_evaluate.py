@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from lorag.core.errors import InvalidInput
 from lorag.retrieval.evaluate import QAItem, is_relevant, load_qa, markdown_table, rouge_l, token_f1
 from lorag.retrieval.types import ScoredChunk

@@ -16,10 +16,10 @@ import torch
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+
 from lorag.core.errors import BackendUnavailable, ConfigError, Conflict, InvalidInput, LoragError, NotFound
 from lorag.core.models import load_causal_lm, resolve
 from lorag.retrieval.generate import OpenAIGenerator, TransformersGenerator, build_generator
-
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow

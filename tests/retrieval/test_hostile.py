@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from lorag.core import db, models
 from lorag.ingest import service
 from lorag.ingest.pipeline import ChunkingPolicy, Indexer
@@ -22,7 +23,6 @@ from lorag.retrieval.answer import Answerer, AnswerPolicy, AnswerResult
 from lorag.retrieval.generate import Generation, Messages, TransformersGenerator
 from lorag.retrieval.prompt import SYSTEM_RULES
 from lorag.retrieval.search import Retriever
-
 from tests.ingest.test_pipeline import embedder_for_tests
 
 SECRET = "swordfish-7731"

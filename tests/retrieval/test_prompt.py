@@ -6,6 +6,7 @@ Tokens are counted as whitespace-separated words so every budget below is exact 
 from __future__ import annotations
 
 import pytest
+
 from lorag.core.errors import InvalidInput
 from lorag.retrieval.prompt import SYSTEM_RULES, build_prompt, condense_query
 from lorag.retrieval.types import ABSTENTION, Prompt, ScoredChunk

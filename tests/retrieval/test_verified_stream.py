@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+
 from lorag.core import db
 from lorag.ingest import service
 from lorag.ingest.pipeline import ChunkingPolicy, Indexer
@@ -19,7 +20,6 @@ from lorag.retrieval.generate import Generation, Messages
 from lorag.retrieval.search import Retriever
 from lorag.retrieval.sentences import sentence_spans
 from lorag.retrieval.types import ABSTENTION, VerifiedAnswer
-
 from tests.ingest.test_pipeline import embedder_for_tests
 
 FEES = ("# Fees\n\nThe service fee is 5% of the food subtotal, with a minimum of €0.99 and a maximum of €3.99 "

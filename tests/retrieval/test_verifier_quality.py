@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from lorag.ingest.embed import Embedder
 from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, split_answer, verify
 from lorag.retrieval.types import ScoredChunk
@@ -115,7 +116,6 @@ class RememberingEmbedder:
 def cosine() -> Similarity:
     """The similarity the answerer ships: the packaged embedder behind `cosine_similarity`."""
     from lorag.retrieval.answer import cosine_similarity
-
     from tests.ingest.test_pipeline import embedder_for_tests
 
     return cosine_similarity(RememberingEmbedder(embedder_for_tests(), {}))  # type: ignore[arg-type]
