@@ -216,6 +216,9 @@ def ask(
         typer.echo(f"  [{citation.marker}] {citation.source}: {where}{page}")
     if result.abstained:
         typer.echo("  (no supported answer: hand over to a person)")
+    for chunk in result.related:
+        where = " > ".join(chunk.section) or chunk.title
+        typer.echo(f"  related, not checked as an answer: {chunk.source}: {where}")
 
 
 def _serve_adapters(settings: Settings, sessions: sessionmaker[Session], generator: Generator) -> AdapterRouter:
@@ -359,6 +362,21 @@ def tag(
         _settings(), input_path, output, taxonomy=taxonomy, task=task, model=model, examples=examples,
         id_field=id_field, text_field=text_field, shots=shots, batch_size=batch_size, retry_failed=retry_failed,
         review_below=review_below))
+
+
+@cli.command("confirm-tags")
+@edge
+def confirm_tags(
+    review_file: Annotated[Path, typer.Argument(metavar="REVIEW_FILE", help="Rows a person checked: `lorag tag`'s "
+                                                ".review.jsonl (or CSV, Parquet) with text, tags and confirmed.")],
+    task: Annotated[str | None, typer.Option(help="The configured classification task the tags are for.")] = None,
+    taxonomy: Annotated[Path | None, typer.Option(help="Or the taxonomy file of a configured task.")] = None,
+) -> None:
+    """Store the rows marked "confirmed": true as the task's confirmed tags; the next nightly run trains on them.
+    Every row is checked first: one bad row (a value outside the taxonomy, say) stores nothing."""
+    from lorag.app import tagging_confirm
+
+    raise typer.Exit(tagging_confirm.confirm_command(_settings(), review_file, taxonomy=taxonomy, task=task))
 
 
 @cli.command()

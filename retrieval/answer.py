@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+
 from lorag.core.errors import NotFound, shown
 from lorag.ingest.embed import Embedder
 from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, verify
@@ -43,6 +44,9 @@ class Timings:
     first_sentence_s: float | None = None  # streams: when the first verified text went out
 
 
+RELATED = 3  # help articles offered with an abstention
+
+
 @dataclass(frozen=True)
 class AnswerResult:
     text: str
@@ -56,6 +60,26 @@ class AnswerResult:
     completion_tokens: int = 0
     draft: str = ""  # the model's own text, before verification
     finish_reason: str = "stop"  # "length": the draft hit max_new_tokens (an unfinished last sentence is dropped)
+
+    @property
+    def related(self) -> tuple[ScoredChunk, ...]:
+        """When nothing survived verification: the passages retrieval found, as help articles to read, not as an
+        answer. Best first, one per document, at most `RELATED`. Empty for an answer, and for a question no
+        passage was relevant enough to put in front of the model (nothing was retrieved for it to read).
+
+        >>> chunk = ScoredChunk("c", 0.9, "d1", "kb", "public", "Refunds", "r.md", (), None, 0, 2, "hi")
+        >>> timings = Timings(0, 0, 0, 0, 0)
+        >>> [c.doc_id for c in AnswerResult("x", (), True, True, "m", (chunk, chunk), timings).related]
+        ['d1']
+        >>> AnswerResult("x", (), False, False, "m", (chunk,), timings).related
+        ()
+        """
+        if not self.abstained:
+            return ()
+        seen: dict[str, ScoredChunk] = {}
+        for chunk in self.sources:
+            seen.setdefault(chunk.doc_id, chunk)
+        return tuple(seen.values())[:RELATED]
 
 
 @dataclass(frozen=True)

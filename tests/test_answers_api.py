@@ -141,6 +141,7 @@ def test_a_public_caller_never_gets_internal_content(server: str) -> None:
             body = httpx.post(f"{server}/v1/ask", json={"question": question, "kb": kb}, headers=headers,
                               timeout=120).json()
             assert all(c["source"] != "refund_approval_limits.docx" for c in body["citations"])
+            assert all(r["source"] != "refund_approval_limits.docx" for r in body["related"])  # offered articles too
             assert "€25" not in body["answer"]
     client = OpenAI(base_url=f"{server}/v1", api_key=KEYS["public"])
     messages = [{"role": "user", "content": question}]
@@ -152,6 +153,7 @@ def test_a_public_caller_never_gets_internal_content(server: str) -> None:
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "€25" not in streamed
     assert all(c["source"] != "refund_approval_limits.docx" for c in chunks[-1].model_extra["citations"])
+    assert all(r["source"] != "refund_approval_limits.docx" for r in chunks[-1].model_extra["related"])
     smuggled = httpx.post(f"{server}/v1/ask", json={"question": question, "audiences": ["internal"]}, timeout=30)
     assert smuggled.status_code == 400  # there is no audience field to set
 

@@ -60,9 +60,24 @@ class CitationOut(BaseModel):
                             "`source` is a name, never a link.")
 
 
+class RelatedOut(BaseModel):
+    """A help article offered with an abstention: retrieved for the question, not checked as an answer to it."""
+
+    doc_id: str
+    title: str
+    source: str
+    section: list[str]
+    page: int | None
+    snippet: str = Field(description="The start of the best-matching passage of the document.")
+    url: str | None = Field(None, description="The link the document was uploaded with (http or https), if any.")
+
+
 class AskResponse(BaseModel):
     answer: str
     citations: list[CitationOut]
+    related: list[RelatedOut] = Field(
+        default_factory=list, description="Only when the answer abstained: the best-matching passages, one per "
+        "document, to offer as related help articles (they were not verified as an answer).")
     abstained: bool
     handoff: bool
     model: str
@@ -101,7 +116,8 @@ def permitted_model(principal: Principal, resources: Resources, model: str | Non
 
 
 def to_response(result: AnswerResult, token: str | None) -> AskResponse:
-    return AskResponse(answer=result.text, citations=citations_of(result), abstained=result.abstained,
+    return AskResponse(answer=result.text, citations=citations_of(result), related=related_of(result),
+                       abstained=result.abstained,
                        handoff=result.handoff, model=result.model, timings=vars(result.timings),
                        usage={"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
                        finish_reason=result.finish_reason, answer_token=token)
@@ -113,6 +129,24 @@ def token_of(resources: Resources, principal: Principal, question: str, kb: str 
     return answer_tokens.sign(answer_tokens.secret_of(resources.settings), question=question, answer=result.text,
                               model=result.model, kb=kb, audience=audience_of(principal),
                               caller=answer_tokens.caller_of(principal), expires=expires)
+
+
+def preview(text: str, limit: int = 240) -> str:
+    """The start of a passage, cut at a word.
+
+    >>> preview("Refunds reach your card in 5-10 business days.", limit=20)
+    'Refunds reach your…'
+    """
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def related_of(result: AnswerResult) -> list[RelatedOut]:
+    return [RelatedOut(doc_id=chunk.doc_id, title=chunk.title, source=chunk.source, section=list(chunk.section),
+                       page=chunk.page, snippet=preview(chunk.text), url=chunk.url)
+            for chunk in result.related]
 
 
 def citations_of(result: AnswerResult) -> list[CitationOut]:
@@ -181,6 +215,7 @@ def completion_body(completion_id: str, result: AnswerResult, token: str) -> dic
                      "finish_reason": result.finish_reason}],
         "usage": usage_of(result),
         "citations": [c.model_dump() for c in citations_of(result)],
+        "related": [r.model_dump() for r in related_of(result)],
         "abstained": result.abstained, "handoff": result.handoff, "answer_token": token,
     }
 
@@ -221,6 +256,7 @@ def _chunks(completion_id: str, model: str | None, created: int, events: Iterato
             continue
         yield chunk(event.model, [{"index": 0, "delta": {}, "finish_reason": event.finish_reason}],
                     {"citations": [c.model_dump() for c in citations_of(event)], "answer": event.text,
+                     "related": [r.model_dump() for r in related_of(event)],
                      "abstained": event.abstained, "handoff": event.handoff, "answer_token": token(event),
                      "timings": vars(event.timings)})
         if include_usage:

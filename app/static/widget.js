@@ -319,6 +319,8 @@
     reply.text.textContent = final.answer;
     var citations = Array.isArray(final.citations) ? final.citations : [];
     if (citations.length) reply.node.append(sourcesList(chat, citations));
+    var related = Array.isArray(final.related) ? final.related : [];
+    if (related.length) reply.node.append(relatedList(chat, related));
     if (final.handoff) reply.node.append(handoffAction(chat.config, question));
     reply.node.append(feedbackBox(chat, question, final));
     reply.node.setAttribute("data-abstained", final.abstained ? "true" : "false");
@@ -343,12 +345,23 @@
     return list;
   }
 
+  // Offered with an abstention: articles that may help, marked as such, never presented as the answer.
+  function relatedList(chat, related) {
+    var list = el("ul", { class: "sources related", "aria-label": "Related help articles" });
+    related.forEach(function (article) {
+      var item = sourceItem(chat, { title: article.title, source: article.source, section: article.section,
+        page: article.page, url: article.url, snippet: article.snippet });
+      list.append(item);
+    });
+    return el("div", { class: "related-box" }, [el("p", { class: "related-title" }, ["Related help articles:"]), list]);
+  }
+
   function sourceLabel(citation) {
     var title = citation.title || citation.source || "Source";
     var section = (Array.isArray(citation.section) ? citation.section : []).filter(function (heading, index) {
       return heading && !(index === 0 && heading === title); // a page's first heading is often its title
     });
-    var label = "[" + citation.marker + "] " + title;
+    var label = (citation.marker ? "[" + citation.marker + "] " : "") + title;
     if (section.length) label += " \u2014 " + section.join(" \u203A ");
     if (citation.page) label += ", p. " + citation.page;
     return label;
@@ -511,6 +524,8 @@
     ".sources { list-style: none; margin: 8px 0 0; padding: 8px 0 0; border-top: 1px solid #d1d5db;",
     "  display: flex; flex-direction: column; gap: 4px; font-size: 14px; }",
     ".sources li { position: relative; }",
+    ".related-title { margin: 8px 0 0; font-size: 13px; font-weight: 600; }",
+    ".related-box .sources { border-top: none; padding-top: 2px; margin-top: 2px; }",
     ".citation { color: var(--lorag-link, #1d4ed8); text-decoration: underline; cursor: pointer; }",
     "a.citation:not([href]) { cursor: help; text-decoration-style: dotted; }",
     ".tip { position: absolute; left: 0; top: 100%; z-index: 2; width: 100%; max-height: 180px;",

@@ -85,9 +85,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeVector
     engine.dispose()
 
 
-def answerer(store: tuple, model: ScriptedModel, max_new_tokens: int = 200) -> Answerer:
+def answerer(store: tuple, model: ScriptedModel, max_new_tokens: int = 200, min_relevance: float = 0.1) -> Answerer:
     vectors, embedder = store
-    policy = AnswerPolicy(top_k=6, mode="hybrid", min_relevance=0.1, context_tokens=1600,
+    policy = AnswerPolicy(top_k=6, mode="hybrid", min_relevance=min_relevance, context_tokens=1600,
                           max_new_tokens=max_new_tokens)
     return Answerer(Retriever(vectors, embedder), model, embedder, policy, "base")  # type: ignore[arg-type]
 
@@ -192,3 +192,20 @@ def test_a_numbered_list_that_loops_stops_before_the_repeated_item() -> None:
     assert "".join(shown) == text.answer.text == (
         "The service fee is calculated based on the following steps: 1. The service fee is set by the service "
         "provider. 2. The service provider sets the service fee based on the number of orders.")
+
+
+def test_an_abstention_offers_the_retrieved_documents_as_related_articles_and_an_answer_does_not(
+        store: tuple) -> None:
+    abstained = answerer(store, ScriptedModel(ABSTENTION)).ask(QUESTION, kb="support", audiences=("public",))
+    related = abstained.related
+    assert abstained.abstained and related
+    assert sorted(chunk.source for chunk in related) == ["delivery.md", "fees.md"]  # one passage per document
+    answered = answerer(store, ScriptedModel(f"{FEE} [{{fees}}].")).ask(QUESTION, kb="support",
+                                                                        audiences=("public",))
+    assert not answered.abstained and answered.related == ()
+
+
+def test_a_question_nothing_relevant_was_found_for_offers_no_articles(store: tuple) -> None:
+    result = answerer(store, ScriptedModel(ABSTENTION), min_relevance=0.99).ask(
+        "Do you deliver by drone?", kb="support", audiences=("public",))
+    assert result.abstained and result.related == ()
