@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+
 from lorag.app.tagging_cli import read_table, tagging_spec
 from lorag.app.tagging_confidence import implications
 from lorag.core.errors import InvalidInput
