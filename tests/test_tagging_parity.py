@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+
 from lorag.app.main import create_app
 from lorag.app.tagging_cli import read_table, tag_command
 from lorag.core.settings import Settings
@@ -43,7 +44,7 @@ def _wait(client: TestClient, job_id: str, timeout_s: float = 600) -> dict:
         job = client.get(f"/v1/tagging/jobs/{job_id}").json()
         if job["status"] in ("succeeded", "failed"):
             return job
-        time.sleep(0.2)
+        time.sleep(1.0)  # under the API's 120 requests a minute
     raise AssertionError(f"tagging job {job_id} not done in {timeout_s}s")
 
 
