@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import ValidationError
+
 from lorag.app.tagging_confidence import (
     Calibration,
     Distribution,
@@ -40,7 +42,6 @@ from lorag.finetune.prompts import classification_messages, json_schema, parse_o
 from lorag.finetune.tasks import TaskSpec, Taxonomy, load_task, read_mapping
 from lorag.finetune.types import Record
 from lorag.retrieval.generate import Generation, Generator, Messages
-from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
 from lorag.app.tagging import Item, Raw, ShotIndex, Tagger, TagResult, load_taxonomy, matching_task, shot_examples
 from lorag.app.tagging_confidence import Calibration, TransformersScorer, fit_calibration
 from lorag.core.errors import InvalidInput, NotFound
@@ -31,12 +33,12 @@ from lorag.core.settings import Settings
 from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import TaskSpec
 from lorag.finetune.types import Record, stable_hash
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 if TYPE_CHECKING:  # the models and the database are loaded by the commands that need them
+    from sqlalchemy.orm import Session, sessionmaker
+
     from lorag.finetune.registry import AdapterRecord
     from lorag.ingest.embed import Embedder
-    from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 

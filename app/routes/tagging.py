@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from pydantic import BaseModel, Field
+
 from lorag.app.auth import requires
 from lorag.app.keys import Principal
 from lorag.app.resources import Resources, get_resources
@@ -38,7 +40,6 @@ from lorag.finetune.tasks import TaskSpec, find_task
 from lorag.finetune.types import Record
 from lorag.retrieval.batching import BatchingGenerator
 from lorag.retrieval.generate import Generator, TransformersGenerator
-from pydantic import BaseModel, Field
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/tagging", tags=["tagging"])
