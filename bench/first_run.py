@@ -96,6 +96,7 @@ def main() -> None:
     if args.no_pip_cache:
         env["PIP_NO_CACHE_DIR"] = "1"
     log = folder / "make-run.log"
+    load_before = os.getloadavg()  # this machine is shared: a run beside other jobs is slower, and says so
     started = time.monotonic()
     with log.open("wb") as output:
         process = subprocess.Popen(["make", "run"], cwd=clone, env=env, stdout=output, stderr=subprocess.STDOUT,
@@ -111,7 +112,8 @@ def main() -> None:
     report = {"bench": "first_run", "commit": commit, "machine": {"cpus": os.cpu_count(),
                                                                  "platform": platform.platform()},
               "pip_cache": not args.no_pip_cache, "ready_s": ready_s, "page_and_first_answer_s": page_s,
-              "adapters": served, "log": str(log)}
+              "adapters": served, "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
+              "log": str(log)}
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
