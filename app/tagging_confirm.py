@@ -53,9 +53,10 @@ def confirm_command(settings: Settings, review_file: Path, *, taxonomy: Path | N
     from lorag.app.finetune_cli import configured_tasks
 
     spec = tagging_spec(settings, taxonomy, task)
-    if spec.name not in {configured.name for configured in configured_tasks(settings)}:
+    names = [configured.name for configured in configured_tasks(settings)]
+    if spec.name not in names:
         raise InvalidInput(f"confirmed tags train a configured task, and this taxonomy is no configured task's; "
-                           f"name one with --task ({', '.join(t.name for t in configured_tasks(settings)) or 'none'})")
+                           f"name one with --task ({', '.join(names) or 'none'})")
     confirmed, unmarked = confirmations(read_table(review_file), spec, review_file)
     with ingest_cli.open_registry(settings) as sessions:
         store(sessions, spec, confirmed)

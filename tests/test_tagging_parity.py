@@ -10,13 +10,19 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
 
 from lorag.app.main import create_app
+from lorag.app.routes.tagging import JobBoard, JobRequest, TaggingJob
+from lorag.app.tagging import taxonomy_task
 from lorag.app.tagging_cli import read_table, tag_command
 from lorag.core.settings import Settings
+from lorag.finetune.data import dedupe, load_records, split
+from lorag.finetune.tasks import load_task
+from tests.test_tagging import MENU_TASK, WordEmbedder
 
 TAXONOMY = {"fields": {
     "course": {"type": "single", "values": ["starter", "main", "dessert"]},
@@ -79,3 +85,21 @@ def test_an_api_job_tags_as_lorag_tag_does(tmp_path: Path, make_settings: Callab
         assert api_row["confidence"] == pytest.approx(cli_row["confidence"], abs=1e-3)
         assert api_row["field_confidence"] == pytest.approx(cli_row["field_confidence"], abs=1e-3)
     assert {row["model"] for row in cli_rows} == {"smollm2-135m-instruct"}
+
+
+def test_a_job_draws_on_the_examples_lorag_tag_would() -> None:
+    """No examples: the task's training split votes and its validation split calibrates, as `lorag tag --task`."""
+    task = load_task(MENU_TASK)
+    board = JobBoard(SimpleNamespace(embedder=WordEmbedder()))  # type: ignore[arg-type]
+    request = JobRequest(task=task.name, items=[{"id": "1", "text": "Pad thai"}])
+    index, held_out = board._pool(TaggingJob("tag-1", task, request, None))
+    splits = split(dedupe(load_records(task))[0], task.split)
+    assert index is not None and [text for text, _tags in index.examples] == [r.prompt for r in splits["train"]]
+    assert held_out == splits["validation"]  # never the test split
+    assert board._pool(TaggingJob("tag-2", task, request, None))[0] is index  # embedded once per task
+
+    given = [{"text": text, "tags": tags} for text, tags in EXAMPLES]
+    small = taxonomy_task(TAXONOMY, "taxonomy")
+    index, held_out = board._pool(TaggingJob("tag-3", small, JobRequest(taxonomy=TAXONOMY, items=request.items,
+                                                                        examples=given), None))
+    assert index is not None and len(index) == len(held_out) == len(EXAMPLES)  # calibrated leave-one-out
