@@ -69,7 +69,8 @@ def confirm_command(settings: Settings, review_file: Path, *, taxonomy: Path | N
     return 0
 
 
-def confirmations(rows: Sequence[Mapping[str, Any]], task: TaskSpec, where: Path) -> tuple[list[Confirmation], int]:
+def confirmations(rows: Sequence[Mapping[str, Any]], task: TaskSpec,
+                  where: str | Path) -> tuple[list[Confirmation], int]:
     """The rows marked confirmed, checked against the task's taxonomy, and how many rows were not marked.
     Raises InvalidInput naming every bad row (a row not marked confirmed is not checked beyond its mark)."""
     confirmed: dict[str, Confirmation] = {}

@@ -177,3 +177,30 @@ def test_a_review_file_from_lorag_tag_is_confirmed_by_flipping_confirmed(setting
     confirm_command(settings, path, taxonomy=None, task="dishes")
     assert [(row.question, json.loads(row.correction)) for row in stored(settings)] == [
         ("Halloumi fries", CONFIRMED[5][1])]
+
+
+def test_the_api_stores_confirmations_for_a_keys_own_tasks(make_settings: Callable[..., Settings],
+                                                           settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from lorag.app import keys
+    from lorag.app.main import create_app
+
+    app_settings = make_settings(finetune={"tasks": settings.finetune.tasks},
+                                 server={"load_models": False, "require_keys": True})
+    with TestClient(create_app(app_settings)) as client:
+        sessions = client.app.state.resources.sessions
+        mine = {"Authorization": f"Bearer {keys.create(sessions, name='cat', scopes=['tag'], adapters=['dishes'])[0]}"}
+        other = {"Authorization": f"Bearer {keys.create(sessions, name='x', scopes=['tag'], adapters=['support'])[0]}"}
+        items = [{"id": "7", "text": "Halloumi fries", "tags": CONFIRMED[5][1]},
+                 {"text": "Pho", "tags": {"course": "main", "diet": ["halal"]}}]
+        bad = client.post("/v1/tagging/confirmations", headers=mine, json={"task": "dishes", "items": items})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "items"
+        assert "row 2: tags do not fit the taxonomy" in bad.json()["error"]["message"]
+        forbidden = client.post("/v1/tagging/confirmations", headers=other, json={"task": "dishes",
+                                                                                 "items": items[:1]})
+        assert forbidden.status_code == 403
+        assert stored(app_settings) == []  # nothing from either refused request
+        done = client.post("/v1/tagging/confirmations", headers=mine, json={"task": "dishes", "items": items[:1]})
+        assert done.status_code == 201 and done.json() == {"task": "dishes", "stored": 1}
+    assert [(row.question, row.task) for row in stored(app_settings)] == [("Halloumi fries", "dishes")]

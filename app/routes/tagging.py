@@ -1,4 +1,5 @@
-"""Tagging jobs over HTTP: `POST /v1/tagging/jobs` (202 and a job id), `GET /v1/tagging/jobs/{id}`.
+"""Tagging jobs over HTTP: `POST /v1/tagging/jobs` (202 and a job id), `GET /v1/tagging/jobs/{id}`; and
+`POST /v1/tagging/confirmations`, tags a person checked, which the next nightly run trains on.
 
     POST /v1/tagging/jobs {"task": "menu-tagging", "items": [{"id": "1", "text": "Pad thai with tofu"}]}
     → 202 {"id": "tag-…", "status": "queued", ...}; poll GET /v1/tagging/jobs/tag-… until "succeeded"
@@ -27,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from lorag.app.auth import requires
 from lorag.app.keys import Principal
@@ -74,6 +75,24 @@ class JobRequest(BaseModel):
     examples: list[ExampleIn] = Field(default_factory=list, max_length=500,
                                       description="Labelled items for the prompts; default: the task's data.")
     shots: int = Field(3, ge=0, le=8, description="Labelled neighbours shown per item.")
+
+
+class ConfirmedItem(BaseModel):
+    id: str | None = Field(None, max_length=200, description="The item's id, to name it in errors.")
+    text: str = Field(min_length=1, max_length=4000)
+    tags: str | dict[str, Any] = Field(description="The tags a person checked: a label, or field → value(s).")
+
+
+class ConfirmationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=64, description="The configured classification task they teach.")
+    items: list[ConfirmedItem] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class ConfirmationOut(BaseModel):
+    task: str
+    stored: int
 
 
 class JobOut(BaseModel):
@@ -224,6 +243,31 @@ def create_job(body: JobRequest, resources: Annotated[Resources, Depends(get_res
     job = TaggingJob(id=f"tag-{uuid.uuid4().hex}", spec=spec, request=body, model=model)
     board.submit(job)
     return job.out()
+
+
+@router.post("/confirmations", status_code=201, response_model=ConfirmationOut, summary="Store tags a person "
+             "checked as the task's confirmed tags; the next nightly run trains on them")
+def confirm(body: ConfirmationRequest, resources: Annotated[Resources, Depends(get_resources)],
+            principal: Annotated[Principal, Depends(requires("tag"))]) -> ConfirmationOut:
+    """As `lorag confirm-tags`: every item is checked against the taxonomy and its implications first (errors name
+    items by position, from 1), then all are stored in one transaction; an item confirmed again gets the new tags."""
+    from lorag.app.finetune_cli import configured_tasks
+    from lorag.app.tagging_confirm import confirmations, store
+
+    principal.check_model(body.task)  # a key bound to some adapters teaches only their tasks
+    try:
+        spec = find_task(configured_tasks(resources.settings), body.task)
+    except LoragError as error:
+        raise InvalidInput(error.message, param="task") from None
+    if spec.taxonomy is None:
+        raise InvalidInput(f"task {body.task} is a {spec.kind} task, not a classification task", param="task")
+    rows = [{**item.model_dump(), "confirmed": True} for item in body.items]
+    try:
+        confirmed, _unmarked = confirmations(rows, spec, "items")
+    except InvalidInput as error:
+        raise InvalidInput(error.message, param="items") from None
+    store(resources.sessions, spec, confirmed)
+    return ConfirmationOut(task=spec.name, stored=len(confirmed))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="A tagging job's status, counts and results",
