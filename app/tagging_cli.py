@@ -303,7 +303,8 @@ def tag_command(settings: Settings, input_path: Path, output: Path, *, taxonomy:
                f"{counts['needs_review']} need review, {counts['resumed']} from an earlier run -> {output}")
     if review_below is not None or counts["needs_review"]:
         path, count = write_review(output, review_below)
-        typer.echo(f"{count} item(s) to review (needs_review, or confidence below {review_below}) -> {path}")
+        why = "needs_review" if review_below is None else f"needs_review, or confidence below {review_below}"
+        typer.echo(f"{count} item(s) to review ({why}) -> {path}")
     return 1 if counts["failed"] else 0
 
 

@@ -32,7 +32,7 @@ def wait_for(condition, timeout_s: float = 30) -> None:  # noqa: ANN001 - any ze
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "the server did not pick up the registry's change"
-        time.sleep(0.3)
+        time.sleep(1.0)  # under the API's 120 requests a minute per caller, however long the server takes
 
 
 def taste_task(tmp_path: Path) -> Path:

@@ -67,18 +67,21 @@ def test_without_calibration_every_flag_goes_to_review() -> None:
     assert decision.tags["diet"] == [] and len(decision.review) == 1
 
 
-def test_the_threshold_is_the_least_that_reaches_the_floor() -> None:
-    pairs = [(0.55, False), (0.6, False), (0.7, True), (0.8, True), (0.85, True), (0.9, True), (0.95, True),
-             (0.2, True)]
-    assert floor_threshold(pairs, 0.9) == (0.7, 1.0, 5)
-    assert floor_threshold(pairs, 0.9)[0] > 0.6
-    assert floor_threshold(pairs[:4], 0.5)[0] == NEVER  # fewer than MIN_SUPPORT items cleared any threshold
+def test_the_threshold_is_the_least_whose_precision_reaches_the_floor_with_confidence() -> None:
+    right = [(0.7 + 0.005 * i, True) for i in range(50)]  # 50 right answers between 0.70 and 0.95
+    pairs = [(0.6, False)] * 5 + [*right, (0.2, True)]
+    assert floor_threshold(pairs, 0.9) == (0.7, 1.0, 50)  # 50 of 50: the 95% lower bound is 0.948
+    assert floor_threshold(pairs, 0.9)[0] > 0.6  # with the five wrong ones in, it is not reached
+    assert floor_threshold(right[-4:], 0.5)[0] == NEVER  # fewer than MIN_SUPPORT items cleared any threshold
+    # A precision of 1.0 over a handful of items is no evidence of a 0.95 floor: those flags go to review.
+    assert floor_threshold(pairs[-8:], 0.9)[0] == NEVER
+    assert floor_threshold(right, 0.95)[0] == NEVER  # 50 all right is not yet enough for 0.95; 52 would be
 
 
 def test_calibration_weighs_the_better_source_and_sets_floors() -> None:
-    gold = [{"course": "main", "diet": ["vegetarian"]}] * 6 + [{"course": "starter", "diet": []}] * 6
-    model = [dist(0.9, 0.1, 0.1, main=0.9)] * 6 + [dist(0.1, 0.1, 0.1, main=0.1)] * 6  # right
-    knn = [dist(0.5, 0.5, 0.5, main=0.5)] * 12  # uninformative
+    gold = [{"course": "main", "diet": ["vegetarian"]}] * 60 + [{"course": "starter", "diet": []}] * 60
+    model = [dist(0.9, 0.1, 0.1, main=0.9)] * 60 + [dist(0.1, 0.1, 0.1, main=0.1)] * 60  # right
+    knn = [dist(0.5, 0.5, 0.5, main=0.5)] * 120  # uninformative
     calibration = fit_calibration(DIET, list(zip(model, knn, gold, strict=True)), "hash")
     assert calibration.weights == {"course": 1.0, "diet": 1.0}
     assert calibration.thresholds["diet"]["vegetarian"] == pytest.approx(0.9)
