@@ -27,7 +27,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from lorag.app.tagging import Item, Raw, ShotIndex, Tagger, TagResult, load_taxonomy, matching_task, shot_examples
-from lorag.app.tagging_confidence import Calibration, TransformersScorer, fit_calibration
+from lorag.app.tagging_confidence import CONFIDENCE_Z, Calibration, TransformersScorer, fit_calibration
 from lorag.core.errors import InvalidInput, NotFound
 from lorag.core.settings import Settings
 from lorag.finetune.prompts import parse_output
@@ -428,7 +428,8 @@ def calibration_of(settings: Settings, tagger: Tagger, held_out: Sequence[Record
     data_hash = stable_hash([[record.prompt, record.output] for record in chosen])
     key = stable_hash({"model": tagger.model, "scorer": tagger.scorer.name if tagger.scorer else None,
                        "taxonomy": tagger.taxonomy.model_dump(), "data": data_hash, "shots": tagger.k_shots,
-                       "knn": tagger.knn_k, "pool": len(tagger.shots or ())})[:16]
+                       "knn": tagger.knn_k, "pool": len(tagger.shots or ()),
+                       "floors": f"wilson-z{CONFIDENCE_Z}"})[:16]  # a calibration fitted by an older rule is refitted
     path = settings.runs_dir / "calibration" / f"{key}.json"
     if path.exists():
         return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
