@@ -67,7 +67,7 @@ def test_processes_starting_together_migrate_once(database_url: str) -> None:
     import subprocess
     import sys
 
-    script = ("import sys; from core import db; e = db.build_engine(sys.argv[1]); db.migrate(e); "
+    script = ("import sys; from lorag.core import db; e = db.build_engine(sys.argv[1]); db.migrate(e); "
               "print(db.current_revision(e))")
     procs = [subprocess.Popen([sys.executable, "-c", script, database_url], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
