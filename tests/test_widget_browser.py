@@ -62,7 +62,9 @@ const link = (a) => ({text: a.textContent, href: a.getAttribute('href'), tabinde
                       tip: a.getAttribute('aria-describedby')});
 return {state: reply.dataset.state, abstained: reply.dataset.abstained, chunks: Number(reply.dataset.chunks),
         text: reply.querySelector('.text').textContent, citations: [...reply.querySelectorAll('a.citation')].map(link),
-        handoff: [...reply.querySelectorAll('.handoff-link')].map(link)};"""
+        handoff: [...reply.querySelectorAll('.handoff-link')].map(link),
+        related: [...reply.querySelectorAll('a.related-link')].map(link),
+        relatedTitle: (reply.querySelector('.related-title') || {}).textContent || null};"""
 TIP = ROOT + """
 const tip = root.getElementById(root.activeElement.getAttribute('aria-describedby'));
 return {role: tip.getAttribute('role'), shown: !tip.hidden && getComputedStyle(tip).display !== 'none',
@@ -292,6 +294,9 @@ def test_another_site_with_its_key_gets_a_handoff_and_others_are_refused(site: S
     keys(browser, "Who is the CEO of Dashbite?", Keys.ENTER)
     reply = wait_for_reply(browser)
     assert reply["abstained"] == "true" and not reply["citations"]
+    # Nothing was verified, so the retrieved passages are offered as related articles, marked as such, not cited.
+    assert reply["relatedTitle"] == "Related help articles:" and 1 <= len(reply["related"]) <= 3
+    assert all(not link["text"].startswith("[") for link in reply["related"])
     assert reply["handoff"] == [{"text": "Talk to a person", "href": "https://dashbite.example/help",
                                  "tabindex": None, "tip": None}]
     before = len(feedback_rows(site.database))

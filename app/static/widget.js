@@ -347,10 +347,10 @@
 
   // Offered with an abstention: articles that may help, marked as such, never presented as the answer.
   function relatedList(chat, related) {
-    var list = el("ul", { class: "sources related", "aria-label": "Related help articles" });
+    var list = el("ul", { class: "sources", "aria-label": "Related help articles" });
     related.forEach(function (article) {
       var item = sourceItem(chat, { title: article.title, source: article.source, section: article.section,
-        page: article.page, url: article.url, snippet: article.snippet });
+        page: article.page, url: article.url, snippet: article.snippet }, "related-link");
       list.append(item);
     });
     return el("div", { class: "related-box" }, [el("p", { class: "related-title" }, ["Related help articles:"]), list]);
@@ -367,14 +367,14 @@
     return label;
   }
 
-  function sourceItem(chat, citation) {
+  function sourceItem(chat, citation, linkClass) {
     // Only the link the server checked at upload (`url`), and only http(s) with a host: a file name such as
     // "https:evil.example.md" is a name, never a link to another host.
     var href = /^https?:\/\/[^\/\s]/i.test(citation.url || "") ? absoluteUrl(citation.url, ["https:", "http:"]) : null;
     var tipId = nextId("tip");
     // A source without a link goes nowhere but stays focusable so its excerpt can be read.
     var link = el("a", {
-      class: "citation", href: href, target: href && "_blank", rel: href && "noopener noreferrer",
+      class: linkClass || "citation", href: href, target: href && "_blank", rel: href && "noopener noreferrer",
       tabindex: href ? null : "0", "aria-describedby": tipId,
     }, [sourceLabel(citation)]);
     var tip = el("span", { id: tipId, role: "tooltip", class: "tip", hidden: true },
@@ -528,6 +528,8 @@
     ".related-box .sources { border-top: none; padding-top: 2px; margin-top: 2px; }",
     ".citation { color: var(--lorag-link, #1d4ed8); text-decoration: underline; cursor: pointer; }",
     "a.citation:not([href]) { cursor: help; text-decoration-style: dotted; }",
+    ".related-link { color: var(--lorag-link, #1d4ed8); text-decoration: underline; cursor: pointer; }",
+    "a.related-link:not([href]) { cursor: help; text-decoration-style: dotted; }",
     ".tip { position: absolute; left: 0; top: 100%; z-index: 2; width: 100%; max-height: 180px;",
     "  margin-top: 4px; padding: 8px 10px; overflow-y: auto; background: #111827; color: #f9fafb;",
     "  border-radius: 6px; font-size: 13px; white-space: normal; box-shadow: 0 4px 12px rgba(0,0,0,.3); }",
