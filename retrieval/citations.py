@@ -12,7 +12,8 @@ not entailment: a wrong claim that reuses most of a passage's words can still pa
 Only the chunk's BODY supports a claim: its title and headings (which ingestion puts at the top of the
 chunk and the prompt shows beside it) do not, so a sentence that merely echoes them is unsupported.
 Junk is never checked: a sentence that makes no claim ("The answer is no.", "The source is: Group orders",
-a bare "Yes", a question), a repeat of an earlier claim, and a last sentence the token cap cut off. A
+a bare "Yes", a question), a repeat of an earlier claim, a sentence that loops inside itself ("X, and X"), and a
+last sentence the token cap cut off. A
 lead-in ("According to the source, ...") is set aside and the claim after it is checked.
 Sentences are split where they end, not at "e.g.", "B.V." or "2.5" (see retrieval/sentences.py).
 

@@ -185,6 +185,30 @@ def claim_of(sentence: str) -> str:
     """
     if META_ONLY.match(sentence) or sentence.rstrip().endswith("?"):
         return ""  # a source named or a question asked back is not a claim
+    if repeats_itself(sentence):
+        return ""  # a loop inside one sentence: "X, and X" states X once and then babbles
     claim = LEAD_IN.sub("", sentence, count=1).strip()
     words = [word for word in content_words(claim) if word not in ANSWER_WORDS]
     return claim if len(words) >= MIN_CLAIM_WORDS else ""
+
+
+def repeats_itself(sentence: str) -> bool:
+    """A sentence that says the same run of words twice: a small model's loop inside one sentence. The run is at
+    least 4 words and a third of the sentence, so a phrase a real sentence repeats ("per order ... per order") is
+    not one.
+
+    >>> repeats_itself("The refund is only available for credit cards, and the refund is only available for "
+    ...                "credit cards.")
+    True
+    >>> repeats_itself("Refunds to a card take 5-10 business days; refunds to credits are instant.")
+    False
+    """
+    words = re.findall(r"\w+", sentence.lower())
+    size = max(4, len(words) // 3)
+    seen: dict[tuple[str, ...], int] = {}
+    for index in range(len(words) - size + 1):
+        gram = tuple(words[index:index + size])
+        if gram in seen and index - seen[gram] >= size:
+            return True
+        seen.setdefault(gram, index)
+    return False

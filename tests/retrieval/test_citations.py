@@ -309,6 +309,14 @@ def test_a_repeated_sentence_is_shown_once() -> None:
     assert result.unsupported == ("Gift cards cannot be refunded.",) * 8
 
 
+def test_a_sentence_that_loops_inside_itself_is_never_supported() -> None:
+    """Measured on the sample support KB: "The refund is only available for credit cards, and the refund is only
+    available for credit cards [1]." passed. Every word is in the chunk and the similarity stub says yes."""
+    looped = "The host pays for the whole group order, and the host pays for the whole group order [1]."
+    assert check(looped, [GROUP], always).abstained
+    assert not check("The host pays for the whole group order [1].", [GROUP], always).abstained
+
+
 def test_a_last_sentence_cut_off_by_the_token_cap_is_dropped() -> None:
     answer = "Gift cards cannot be refunded [1]. Plus members are refunded within 24"
     result = verify(answer, [REFUND], similarity=None, lexical_threshold=LEXICAL_THRESHOLD,
