@@ -17,9 +17,12 @@ is valid by construction; the in-process backend validates and retries. A labels
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -28,19 +31,21 @@ import numpy as np
 from pydantic import ValidationError
 
 from lorag.app.tagging_confidence import (
+    CONFIDENCE_Z,
     Calibration,
     Distribution,
     Scorer,
     blend,
     decide,
     field_specs,
+    fit_calibration,
     knn_distribution,
     one_hot,
 )
 from lorag.core.errors import ConfigError, InvalidInput
 from lorag.finetune.prompts import classification_messages, json_schema, parse_output
 from lorag.finetune.tasks import TaskSpec, Taxonomy, load_task, read_mapping
-from lorag.finetune.types import Record
+from lorag.finetune.types import Record, stable_hash
 from lorag.retrieval.generate import Generation, Generator, Messages
 
 logger = logging.getLogger(__name__)
@@ -374,3 +379,62 @@ def matching_task(task: TaskSpec, configured: Sequence[TaskSpec]) -> TaskSpec | 
 def shot_examples(records: Sequence[Record]) -> list[Shot]:
     """(text, output) pairs of labelled records (`finetune.data` has put outputs in canonical form)."""
     return [(record.prompt, record.output) for record in records if record.output is not None]
+
+
+MAX_CALIBRATION_ITEMS = 60  # validation items the blend weights and precision-floor thresholds are fitted on
+Progress = Callable[[int], AbstractContextManager[Callable[[int], None]]]  # total → a context giving advance(n)
+
+
+def calibration_of(tagger: Tagger, held_out: Sequence[Record], cache_dir: Path, *,
+                   say: Callable[[str], None] = logger.info, progress: Progress | None = None) -> Calibration | None:
+    """Fitted on held-out labelled items (at most MAX_CALIBRATION_ITEMS) and saved in `cache_dir`, so it is
+    measured once per model, taxonomy, data and prompt, and `lorag tag` and the API's tagging jobs share it; None
+    without held-out items. `say` and `progress` tell a person at a terminal; a server leaves them to the log."""
+    chosen = sorted(held_out, key=lambda record: record.key)[:MAX_CALIBRATION_ITEMS]
+    if not chosen:
+        say("no held-out labelled items to calibrate on: values with a precision floor go to review")
+        return None
+    data_hash = stable_hash([[record.prompt, record.output] for record in chosen])
+    key = stable_hash({"model": tagger.model, "scorer": tagger.scorer.name if tagger.scorer else None,
+                       "taxonomy": tagger.taxonomy.model_dump(), "data": data_hash, "shots": tagger.k_shots,
+                       "knn": tagger.knn_k, "pool": len(tagger.shots or ()),
+                       "floors": f"wilson-z{CONFIDENCE_Z}"})[:16]  # a calibration fitted by an older rule is refitted
+    path = cache_dir / f"{key}.json"
+    if path.exists():
+        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    say(f"calibrating on {len(chosen)} held-out items (once per model, taxonomy and data)")
+    items = [Item(str(number), record.prompt) for number, record in enumerate(chosen)]
+    raws: list[Raw] = []
+    with (progress or _silent)(len(items)) as advance:
+        for start in range(0, len(items), tagger.batch_size):
+            raws += tagger.raw(items[start:start + tagger.batch_size])
+            advance(len(raws) - start)
+    rows = [(raw.model, raw.knn, record.output) for raw, record in zip(raws, chosen, strict=True)
+            if raw.failure is None]
+    calibration = fit_calibration(tagger.taxonomy, rows, data_hash)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # whole or never: a server and `lorag tag` share it
+    temporary.write_text(json.dumps({**calibration.as_dict(), "key": key, "model": tagger.model}, indent=2) + "\n",
+                         encoding="utf-8")
+    os.replace(temporary, path)
+    return calibration
+
+
+@contextmanager
+def _silent(_total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda _count: None
+
+
+def shot_pool(spec: TaskSpec, examples: Sequence[Record] | None) -> tuple[list[tuple[str, Any]], list[Record]]:
+    """(examples for the prompts and the vote, held-out items to calibrate on): labelled `examples` (calibrated
+    leave-one-out: an item never sees itself), else the task's training split and its validation split (never its
+    test split)."""
+    from lorag.finetune.data import dedupe, load_records, split
+
+    if examples is not None:
+        return shot_examples(examples), list(examples)
+    if not spec.data.sources:
+        return [], []
+    records, _dropped = dedupe(load_records(spec))
+    splits = split(records, spec.split)
+    return shot_examples(splits["train"]), splits["validation"]

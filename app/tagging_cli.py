@@ -26,8 +26,17 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lorag.app.tagging import Item, Raw, ShotIndex, Tagger, TagResult, load_taxonomy, matching_task, shot_examples
-from lorag.app.tagging_confidence import CONFIDENCE_Z, Calibration, TransformersScorer, fit_calibration
+from lorag.app.tagging import (
+    Item,
+    ShotIndex,
+    Tagger,
+    TagResult,
+    calibration_of,
+    load_taxonomy,
+    matching_task,
+    shot_pool,
+)
+from lorag.app.tagging_confidence import TransformersScorer
 from lorag.core.errors import InvalidInput, NotFound
 from lorag.core.settings import Settings
 from lorag.finetune.prompts import parse_output
@@ -47,7 +56,6 @@ TEXT_FIELDS = ("item", "text", "description", "name")
 TAG_FIELDS = ("tags", "label", "labels")
 MAX_PROBLEMS = 20
 JSON_COLUMNS = frozenset({"tags", "review", "field_confidence"})
-MAX_CALIBRATION_ITEMS = 60  # validation items the blend weights and precision-floor thresholds are fitted on
 PROBE_ITEMS = 2  # tagged first to measure the speed that sets an automatic batch size
 BATCH_SECONDS = 20.0  # an automatic batch takes about this long, so the first rows are on disk within a minute
 MAX_AUTO_BATCH = 32
@@ -395,7 +403,8 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
     tagger = Tagger(generator, spec, model=name, shots=index, k_shots=shots, batch_size=batch_size,
                     max_new_tokens=spec.evaluation.max_new_tokens, scorer=scorer)
     if calibrate:
-        tagger.calibration = calibration_of(settings, tagger, held_out)
+        tagger.calibration = calibration_of(tagger, held_out, settings.runs_dir / "calibration", say=typer.echo,
+                                            progress=lambda total: _progress(total, 0, True))
     return tagger
 
 
@@ -415,42 +424,6 @@ def _scorer(settings: Settings, adapter: AdapterRecord | None, model: str | None
     return TransformersScorer(network, tokenizer, name=adapter.name if adapter is not None else base)
 
 
-def calibration_of(settings: Settings, tagger: Tagger, held_out: Sequence[Record], *,
-                   quiet: bool = False) -> Calibration | None:
-    """Fitted on held-out labelled items (at most MAX_CALIBRATION_ITEMS) and saved under LORAG_HOME/runs/
-    calibration, so it is measured once per model, taxonomy, data and prompt, and `lorag tag` and the API's tagging
-    jobs share it; None without held-out items. `quiet`: the log, not the terminal, hears of it (a server)."""
-    say: Callable[[str], None] = logger.info if quiet else typer.echo
-    chosen = sorted(held_out, key=lambda record: record.key)[:MAX_CALIBRATION_ITEMS]
-    if not chosen:
-        say("no held-out labelled items to calibrate on: values with a precision floor go to review")
-        return None
-    data_hash = stable_hash([[record.prompt, record.output] for record in chosen])
-    key = stable_hash({"model": tagger.model, "scorer": tagger.scorer.name if tagger.scorer else None,
-                       "taxonomy": tagger.taxonomy.model_dump(), "data": data_hash, "shots": tagger.k_shots,
-                       "knn": tagger.knn_k, "pool": len(tagger.shots or ()),
-                       "floors": f"wilson-z{CONFIDENCE_Z}"})[:16]  # a calibration fitted by an older rule is refitted
-    path = settings.runs_dir / "calibration" / f"{key}.json"
-    if path.exists():
-        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    say(f"calibrating on {len(chosen)} held-out items (once per model, taxonomy and data)")
-    items = [Item(str(number), record.prompt) for number, record in enumerate(chosen)]
-    raws: list[Raw] = []
-    with _progress(len(items), 0, not quiet) as advance:
-        for start in range(0, len(items), tagger.batch_size):
-            raws += tagger.raw(items[start:start + tagger.batch_size])
-            advance(len(raws) - start)
-    rows = [(raw.model, raw.knn, record.output) for raw, record in zip(raws, chosen, strict=True)
-            if raw.failure is None]
-    calibration = fit_calibration(tagger.taxonomy, rows, data_hash)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # whole or never: a server and `lorag tag` share it
-    temporary.write_text(json.dumps({**calibration.as_dict(), "key": key, "model": tagger.model}, indent=2) + "\n",
-                         encoding="utf-8")
-    os.replace(temporary, path)
-    return calibration
-
-
 def _adapter(sessions: sessionmaker[Session], spec: TaskSpec, model: str | None) -> AdapterRecord | None:
     """The registry's version for `model` (a version or a task name), or the task's active one; None: base."""
     from lorag.finetune import registry
@@ -464,21 +437,6 @@ def _adapter(sessions: sessionmaker[Session], spec: TaskSpec, model: str | None)
         return registry.get(sessions, model)
     except NotFound:
         return None  # the base model's name, or a name the model server knows; the generator checks it
-
-
-def shot_pool(spec: TaskSpec, examples: Sequence[Record] | None) -> tuple[list[tuple[str, Any]], list[Record]]:
-    """(examples for the prompts and the vote, held-out items to calibrate on): labelled `examples` (calibrated
-    leave-one-out: an item never sees itself), else the task's training split and its validation split (never its
-    test split)."""
-    from lorag.finetune.data import dedupe, load_records, split
-
-    if examples is not None:
-        return shot_examples(examples), list(examples)
-    if not spec.data.sources:
-        return [], []
-    records, _dropped = dedupe(load_records(spec))
-    splits = split(records, spec.split)
-    return shot_examples(splits["train"]), splits["validation"]
 
 
 def _embedder(settings: Settings) -> Embedder:

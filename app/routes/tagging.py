@@ -33,7 +33,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from lorag.app.auth import requires
 from lorag.app.keys import Principal
 from lorag.app.resources import Resources, get_resources
-from lorag.app.tagging import Item, ShotIndex, Tagger, TagResult, matching_task, taxonomy_task
+from lorag.app.tagging import (
+    Item,
+    ShotIndex,
+    Tagger,
+    TagResult,
+    calibration_of,
+    matching_task,
+    shot_pool,
+    taxonomy_task,
+)
 from lorag.app.tagging_confidence import SharedScorer
 from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError, NotFound, shown
 from lorag.finetune.prompts import parse_output
@@ -177,8 +186,6 @@ class JobBoard:
         """The tagger `lorag tag` builds (`tagging_cli.build_tagger`) on the model this process serves: the
         in-process network scores the taxonomy's values, a model server generates under the JSON schema; the same
         labelled pool votes, and the same calibration (fitted once, shared on disk) sets the precision floors."""
-        from lorag.app.tagging_cli import calibration_of
-
         generator = self.resources.answer_generator
         if generator is None:
             raise BackendUnavailable("the models are not loaded (LORAG_SERVER__LOAD_MODELS=false)")
@@ -187,14 +194,12 @@ class JobBoard:
         tagger = Tagger(None if scorer is not None else generator, job.spec, model=job.model, shots=index,
                         k_shots=job.request.shots, batch_size=BATCH_SIZE,
                         max_new_tokens=job.spec.evaluation.max_new_tokens, scorer=scorer)
-        tagger.calibration = calibration_of(self.resources.settings, tagger, held_out, quiet=True)
+        tagger.calibration = calibration_of(tagger, held_out, self.resources.settings.runs_dir / "calibration")
         return tagger
 
     def _pool(self, job: TaggingJob) -> Pool:
         """The request's examples, else the task's training split (embedded once per task), with the items to
-        calibrate on: `tagging_cli.shot_pool`, as `lorag tag --examples` or `lorag tag --task` chooses them."""
-        from lorag.app.tagging_cli import shot_pool
-
+        calibrate on: `shot_pool`, as `lorag tag --examples` or `lorag tag --task` chooses them."""
         embedder = self.resources.embedder
         if job.request.examples:
             examples, held_out = shot_pool(job.spec, _records(job.spec, job.request.examples))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lorag.app.tagging_cli import MAX_CALIBRATION_ITEMS
+from lorag.app.tagging import MAX_CALIBRATION_ITEMS
 from lorag.finetune.data import dedupe, load_records, split
 from lorag.finetune.tasks import load_task
 
