@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lorag.app.keys import Principal
+from lorag.core.audience import Audience
 from lorag.core.errors import InvalidInput
 from lorag.core.settings import Settings
 
@@ -91,4 +92,4 @@ def caller_of(principal: Principal) -> str:
 def audience_of(principal: Principal) -> str:
     """The most restricted audience an answer to this caller may have drawn on: an internal caller's answer may
     quote internal documents, so its feedback must never train a model that answers the public."""
-    return "internal" if "internal" in principal.audiences else "public"
+    return max(principal.audiences, key=list(Audience).index)

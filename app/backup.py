@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.sql.schema import Table
 
-from lorag.app import ingest_cli
+from lorag.app import ingest_cli, wiring
 from lorag.core import db
 from lorag.core.errors import Conflict, InvalidInput
 from lorag.core.settings import Settings
@@ -98,7 +98,7 @@ def restore(settings: Settings, source: Path) -> RestoreReport:
         doc_ids = _requeue_live_documents(engine)
     finally:
         engine.dispose()
-    with ingest_cli.open_ingest(settings) as ctx:
+    with wiring.open_ingest(settings) as ctx:
         outcomes = ingest_cli.run_inline(ctx, doc_ids)
     failed = sum(outcome.status != DocumentStatus.INDEXED for outcome in outcomes)
     return RestoreReport(rows, adapters, len(doc_ids) - failed, failed)

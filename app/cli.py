@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from enum import Enum
 from functools import wraps
 from pathlib import Path
 from types import UnionType
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar, U
 import typer
 
 from lorag.core import db, models
-from lorag.core.errors import InvalidInput
+from lorag.core.audience import Audience
 from lorag.core.faults import as_lorag_error
 from lorag.core.logs import configure_logging
 from lorag.core.settings import Settings, load_settings, redacted
@@ -64,7 +65,7 @@ def _settings() -> Settings:
 @edge
 def config() -> None:
     """Print the resolved settings as JSON, secrets redacted; `*_resolved` fields show what an empty one means."""
-    from lorag.app.finetune_cli import tasks_location
+    from lorag.app.wiring import tasks_location
 
     settings = _settings()
     shown = redacted(settings)
@@ -130,8 +131,7 @@ def serve(
                 port=port or settings.server.port, log_config=None)
 
 
-AudienceName = Literal["public", "internal"]
-Audience = typer.Option(help="Who may see these documents.")
+AudienceOption = typer.Option(help="Who may see these documents.")
 
 
 @cli.command()
@@ -139,7 +139,7 @@ Audience = typer.Option(help="Who may see these documents.")
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (folders are read recursively).")],
     kb: Annotated[str, typer.Option(help="Knowledge base to add them to.")],
-    audience: Annotated[AudienceName, Audience] = "public",
+    audience: Annotated[Audience, AudienceOption] = Audience.PUBLIC,
     wait: Annotated[bool, typer.Option(help="With a Redis queue: wait for the workers to finish.")] = True,
 ) -> None:
     """Add or update documents; unchanged ones cost nothing. Exit code 1 if any document failed."""
@@ -154,7 +154,7 @@ def ingest(
 def sync(
     folder: Annotated[Path, typer.Argument(help="Folder to mirror.")],
     kb: Annotated[str, typer.Option(help="Knowledge base that mirrors the folder.")],
-    audience: Annotated[AudienceName, Audience] = "public",
+    audience: Annotated[Audience, AudienceOption] = Audience.PUBLIC,
     wait: Annotated[bool, typer.Option(help="With a Redis queue: wait for the workers to finish.")] = True,
 ) -> None:
     """Mirror a folder into a knowledge base: add new files, update changed ones, delete removed ones."""
@@ -186,24 +186,21 @@ def worker(threads: Annotated[int, typer.Option(min=1, help="Documents indexed a
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     kb: Annotated[str | None, typer.Option(help="Knowledge base to search; all when omitted.")] = None,
-    audience: Annotated[AudienceName, typer.Option(help="Answer from public, or public and internal, documents.")
-                        ] = "public",
+    audience: Annotated[Audience, typer.Option(help="Answer from public, or public and internal, documents.")
+                        ] = Audience.PUBLIC,
     model: Annotated[str | None, typer.Option(help="Base model or adapter version.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole answer as JSON.")] = False,
 ) -> None:
     """Answer a question from the knowledge base and print its sources."""
-    from lorag.app import ingest_cli
+    from lorag.app import wiring
     from lorag.retrieval.factory import build_answer_generator, build_answerer
 
     settings = _settings()
-    audiences = {"public": ("public",), "internal": ("public", "internal")}.get(audience)
-    if audiences is None:
-        raise InvalidInput(f"audience {audience!r} must be public or internal", param="audience")
-    with ingest_cli.open_ingest(settings) as ctx:
+    with wiring.open_ingest(settings) as ctx:
         generator = build_answer_generator(settings)
         answerer = build_answerer(settings, ctx.store, ctx.embedder, generator)
         model = _serve_adapters(settings, ctx.sessions, generator).resolve(model, kb)
-        result = answerer.ask(question, kb=kb, audiences=audiences, model=model)
+        result = answerer.ask(question, kb=kb, audiences=audience.visible, model=model)
     if as_json:
         from lorag.app.routes.answers import to_response
 
@@ -224,7 +221,7 @@ def ask(
 def _serve_adapters(settings: Settings, sessions: sessionmaker[Session], generator: Generator) -> AdapterRouter:
     """The registry's active adapters, loaded into a one-off command's generator."""
     from lorag.app.adapters import AdapterRouter
-    from lorag.app.finetune_cli import configured_tasks
+    from lorag.app.wiring import configured_tasks
 
     router = AdapterRouter(generator, sessions, configured_tasks(settings), poll_s=settings.finetune.poll_s,
                            drain_s=settings.finetune.drain_s)
@@ -241,19 +238,19 @@ cli.add_typer(evaluation, name="eval")
 def eval_retrieval(
     kb: Annotated[str, typer.Option(help="Knowledge base to search.")],
     qa: Annotated[Path, typer.Option(help="JSONL of questions with their gold document and section.")],
-    audience: Annotated[AudienceName, typer.Option(help="Whose documents to search.")] = "internal",
+    audience: Annotated[Audience, typer.Option(help="Whose documents to search.")] = Audience.INTERNAL,
     out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
 ) -> None:
     """recall@k, MRR and nDCG@10 for dense, hybrid and (if configured) hybrid + reranker."""
-    from lorag.app import ingest_cli
+    from lorag.app import wiring
     from lorag.retrieval import evaluate
     from lorag.retrieval.factory import build_reranker
     from lorag.retrieval.search import Retriever
 
     settings = _settings()
     items = evaluate.load_qa(qa)
-    audiences = ("public",) if audience == "public" else ("public", "internal")
-    with ingest_cli.open_ingest(settings) as ctx:
+    audiences = audience.visible
+    with wiring.open_ingest(settings) as ctx:
         plain = Retriever(ctx.store, ctx.embedder)
         report: dict[str, object] = {
             mode: evaluate.retrieval_metrics(plain, items, kb=kb, audiences=audiences, mode=mode)
@@ -274,20 +271,20 @@ def eval_retrieval(
 def eval_answers(
     kb: Annotated[str, typer.Option(help="Knowledge base to search.")],
     qa: Annotated[Path, typer.Option(help="JSONL of questions, gold answers, documents; answer null: unanswerable.")],
-    audience: Annotated[AudienceName, typer.Option(help="Whose documents to search.")] = "internal",
+    audience: Annotated[Audience, typer.Option(help="Whose documents to search.")] = Audience.INTERNAL,
     model: Annotated[str | None, typer.Option(help="Base model or adapter version.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N questions (generation is slow on a CPU).")] = None,
     out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
 ) -> None:
     """Token-F1, ROUGE-L, citation precision/recall and abstention, answerable and unanswerable."""
-    from lorag.app import ingest_cli
+    from lorag.app import wiring
     from lorag.retrieval import evaluate
     from lorag.retrieval.factory import build_answer_generator, build_answerer
 
     settings = _settings()
     items = evaluate.load_qa(qa)[:limit]
-    audiences = ("public",) if audience == "public" else ("public", "internal")
-    with ingest_cli.open_ingest(settings) as ctx:
+    audiences = audience.visible
+    with wiring.open_ingest(settings) as ctx:
         answerer = build_answerer(settings, ctx.store, ctx.embedder, build_answer_generator(settings))
         metrics = evaluate.answer_metrics(
             lambda question: answerer.ask(question, kb=kb, audiences=audiences, model=model), items)
@@ -425,7 +422,7 @@ cli.add_typer(adapters_cli, name="adapters")
 @edge
 def adapters_list(task: Annotated[str | None, typer.Option(help="Only this task's versions.")] = None) -> None:
     """Every version, newest first, with its status and test metrics."""
-    from lorag.app import finetune_cli, ingest_cli
+    from lorag.app import finetune_cli, wiring
     from lorag.finetune import registry
     from lorag.finetune import status as run_status
 
@@ -433,7 +430,7 @@ def adapters_list(task: Annotated[str | None, typer.Option(help="Only this task'
     for running in run_status.live(run_status.folder_of(settings.runs_dir)):
         if task is None or running["task"] == task:
             typer.echo(f"in progress: {run_status.describe(running)}")
-    with ingest_cli.open_registry(settings) as sessions:
+    with wiring.open_registry(settings) as sessions:
         records = registry.versions(sessions, task)
     for record in records:
         typer.echo(finetune_cli.describe(record))
@@ -445,10 +442,10 @@ def adapters_list(task: Annotated[str | None, typer.Option(help="Only this task'
 @edge
 def adapters_show(version: Annotated[str, typer.Argument(help="A version, e.g. support@20261122T020000Z.")]) -> None:
     """One version: status, metrics, gate decision, data hash, code version, report."""
-    from lorag.app import finetune_cli, ingest_cli
+    from lorag.app import finetune_cli, wiring
     from lorag.finetune import registry
 
-    with ingest_cli.open_registry(_settings()) as sessions:
+    with wiring.open_registry(_settings()) as sessions:
         typer.echo(finetune_cli.show(registry.get(sessions, version)))
 
 
@@ -459,10 +456,10 @@ def adapters_promote(
     reason: Annotated[str, typer.Option(help="Recorded with the version.")] = "promoted by an operator",
 ) -> None:
     """Put a version in service now (running servers switch on their next poll); the current one is retired."""
-    from lorag.app import ingest_cli
+    from lorag.app import wiring
     from lorag.finetune import registry
 
-    with ingest_cli.open_registry(_settings()) as sessions:
+    with wiring.open_registry(_settings()) as sessions:
         record = registry.promote(sessions, version, reason)
     typer.echo(f"{record.name} is now in service for {record.task}")
 
@@ -471,10 +468,10 @@ def adapters_promote(
 @edge
 def adapters_rollback(task: Annotated[str, typer.Argument(help="The task whose adapter to roll back.")]) -> None:
     """Take the task's version out of service and restore the one that served before it."""
-    from lorag.app import ingest_cli
+    from lorag.app import wiring
     from lorag.finetune import registry
 
-    with ingest_cli.open_registry(_settings()) as sessions:
+    with wiring.open_registry(_settings()) as sessions:
         record = registry.rollback(sessions, task)
     typer.echo(f"{record.name} is back in service for {task}")
 
@@ -509,12 +506,12 @@ def restore_command(path: Annotated[Path, typer.Argument(help="A folder written 
 @edge
 def serve_model() -> None:
     """Run vLLM (OpenAI-compatible) with the base model and the active adapter versions (LORAG_VLLM__*)."""
-    from lorag.app import ingest_cli, model_server
+    from lorag.app import model_server, wiring
     from lorag.finetune import registry
 
     settings = _settings()
     models.provision(settings.models.base, settings.models_dir)
-    with ingest_cli.open_registry(settings) as sessions:
+    with wiring.open_registry(settings) as sessions:
         active = registry.active(sessions)
         typer.echo(f"vLLM on http://{settings.vllm.host}:{settings.vllm.port}/v1 with "
                    f"{', '.join(record.name for record in active.values()) or 'no adapters yet'}", err=True)
@@ -543,9 +540,9 @@ def keys_create(
     = None,
 ) -> None:
     """Create a key. It is printed once: store it now, lorag keeps only its hash."""
-    from lorag.app import ingest_cli, keys
+    from lorag.app import keys, wiring
 
-    with ingest_cli.open_registry(_settings()) as sessions:
+    with wiring.open_registry(_settings()) as sessions:
         key, info = keys.create(sessions, name=name, scopes=scope, kbs=kb, adapters=adapter, origins=origin or (),
                                 rate_per_minute=rate)
     typer.echo(key)
@@ -556,9 +553,9 @@ def keys_create(
 @edge
 def keys_list() -> None:
     """Every key: id, name, scopes, limits, and whether it is revoked (never the key itself)."""
-    from lorag.app import ingest_cli, keys
+    from lorag.app import keys, wiring
 
-    with ingest_cli.open_registry(_settings()) as sessions:
+    with wiring.open_registry(_settings()) as sessions:
         for info in keys.listing(sessions):
             state = f"revoked {info.revoked_at:%Y-%m-%d}" if info.revoked_at else "live"
             typer.echo(f"{info.id}  {state:18} {info.name!r} scopes={','.join(info.scopes)} "
@@ -570,9 +567,9 @@ def keys_list() -> None:
 @edge
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (the part after lorag_).")]) -> None:
     """Revoke a key at once; requests with it get 401 from then on."""
-    from lorag.app import ingest_cli, keys
+    from lorag.app import keys, wiring
 
-    with ingest_cli.open_registry(_settings()) as sessions:
+    with wiring.open_registry(_settings()) as sessions:
         info = keys.revoke(sessions, key_id)
     typer.echo(f"key {info.id} ({info.name}) revoked")
 
@@ -613,6 +610,8 @@ def _metavar(param: Any) -> str:
 def _type_word(annotation: Any) -> str:
     if get_origin(annotation) is Literal:
         return "[" + "|".join(map(str, get_args(annotation))) + "]"
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return "[" + "|".join(str(member.value) for member in annotation) + "]"
     if get_origin(annotation) in (Union, UnionType):
         return _type_word(next(arg for arg in get_args(annotation) if arg is not type(None)))
     if get_origin(annotation) is list:

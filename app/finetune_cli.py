@@ -4,46 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import typer
 
-from lorag.app import ingest_cli
 from lorag.app.scheduler import Scheduler
+from lorag.app.wiring import configured_tasks, open_stack
 from lorag.core.settings import Settings
 from lorag.finetune import demo, registry
-from lorag.finetune.nightly import Outcome, Stack, run_all
+from lorag.finetune.nightly import Outcome, run_all
 from lorag.finetune.registry import AdapterRecord
-from lorag.finetune.tasks import TaskSpec, find_task, load_tasks
+from lorag.finetune.tasks import find_task
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_TASKS = Path(__file__).resolve().parents[1] / "samples" / "tasks"
-
-
-def tasks_location(settings: Settings) -> Path:
-    """The task files in force: LORAG_FINETUNE__TASKS, else the sample tasks."""
-    return (settings.finetune.tasks or SAMPLE_TASKS).resolve()
-
-
-def configured_tasks(settings: Settings) -> list[TaskSpec]:
-    return load_tasks(tasks_location(settings))
-
-
-@contextmanager
-def open_stack(settings: Settings, tasks: list[TaskSpec]) -> Iterator[Stack]:
-    """The database, and the vector store and embedder if a grounded-qa task retrieves from them. Other tasks
-    leave the store alone, so they can run beside a server that holds the embedded store."""
-    if not any(task.kind == "grounded-qa" for task in tasks):
-        with ingest_cli.open_registry(settings) as sessions:
-            yield Stack(settings, sessions)
-        return
-    with ingest_cli.open_ingest(settings) as ctx:
-        yield Stack(settings, ctx.sessions, ctx.store, ctx.embedder)
-
 
 def nightly(settings: Settings, task_names: list[str], *, training: Mapping[str, Any] | None = None,
             max_eval: int | None = None) -> list[Outcome]:

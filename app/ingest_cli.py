@@ -5,64 +5,22 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from lorag.core import db, models
+from lorag.app.wiring import IngestContext, open_ingest, open_registry
 from lorag.core.settings import Settings
 from lorag.ingest import registry, service
-from lorag.ingest.embed import Embedder
-from lorag.ingest.factory import build_embedder, build_indexer, build_queue, build_store
+from lorag.ingest.factory import build_indexer, build_queue
 from lorag.ingest.pipeline import Indexer, Outcome
 from lorag.ingest.service import SubmitReport
-from lorag.ingest.store import VectorStore
 from lorag.ingest.worker import Worker
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class IngestContext:
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    store: VectorStore
-    embedder: Embedder
-
-
-@contextmanager
-def open_ingest(settings: Settings) -> Iterator[IngestContext]:
-    """Database, vector store and embedder for a command; the store first, so a held store fails fast."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    engine = db.build_engine(settings.database_url)
-    db.migrate(engine)
-    store = build_store(settings)
-    try:
-        ref = models.resolve(settings.models.embedder, settings.models_dir)
-        embedder = build_embedder(settings, models.load_embedder(ref, settings.models.device))
-        store.ensure_collection(embedder.dim)
-        yield IngestContext(settings, engine, db.build_sessions(engine), store, embedder)
-    finally:
-        store.close()
-        engine.dispose()
-
-
-@contextmanager
-def open_registry(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    """Only the database: enough to hand documents over to `lorag worker`s through the queue."""
-    engine = db.build_engine(settings.database_url)
-    db.migrate(engine)
-    try:
-        yield db.build_sessions(engine)
-    finally:
-        engine.dispose()
 
 
 def ingest_paths(settings: Settings, paths: Sequence[Path], *, kb: str, audience: str,

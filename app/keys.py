@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from lorag.core.audience import Audience
 from lorag.core.db import transaction
 from lorag.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized, shown
 from lorag.core.tables import ApiKey
@@ -50,7 +51,7 @@ class Principal:
     @property
     def audiences(self) -> tuple[str, ...]:
         """The audiences whose documents this caller may read: from the key, never from the request."""
-        return ("public", "internal") if self.has("chat:internal") else ("public",)
+        return (Audience.INTERNAL if self.has("chat:internal") else Audience.PUBLIC).visible
 
     def check_kb(self, kb: str | None) -> None:
         if self.kbs is None:

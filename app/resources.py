@@ -99,7 +99,7 @@ def _start_ingestion(resources: Resources) -> None:
 
 def _serve_adapters(resources: Resources) -> None:
     """Follow the registry's promotions, and run the nightly schedule here when configured to."""
-    from lorag.app.finetune_cli import configured_tasks
+    from lorag.app.wiring import configured_tasks
 
     settings = resources.settings
     tasks = configured_tasks(settings)

@@ -38,6 +38,7 @@ from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from lorag.core.audience import Audience
 from lorag.core.errors import BackendUnavailable, ConfigError, Forbidden, InvalidInput, LoragError, NotFound
 from lorag.core.logs import request_id
 from lorag.core.settings import Settings, SlackSettings
@@ -47,7 +48,6 @@ from lorag.retrieval.types import Citation
 
 logger = logging.getLogger(__name__)
 
-AUDIENCES = ("public", "internal")
 ANSWER_EVENT = "lorag_answer"
 NOTICE_EVENT = "lorag_notice"  # lorag's other messages (thanks, errors): never history, never rated
 SOURCES_HEADER = "*Sources*"
@@ -274,7 +274,7 @@ class SlackBot:
         history = history_of(self._thread(client, channel, thread), str(event["ts"]),
                              self.options.correction_prefix) if _is_reply(event) else []
         kb = self.options.kb
-        result = self.host.answerer.ask(question, kb=kb, audiences=AUDIENCES, history=history,
+        result = self.host.answerer.ask(question, kb=kb, audiences=Audience.INTERNAL.visible, history=history,
                                         model=self.host.resolve_model(None, kb))
         client.chat_postMessage(channel=channel, thread_ts=thread, unfurl_links=False, unfurl_media=False,
                                 text=format_answer(result, self.options.source_url, self.options.handoff_text),

@@ -362,7 +362,7 @@ def eval_tagging(settings: Settings, gold: Path, *, taxonomy: Path | None, task:
 def tagging_spec(settings: Settings, taxonomy: Path | None, task: str | None) -> TaskSpec:
     """The task to tag with: `--task`, else the configured task with the taxonomy's fields (its prompt, data and
     adapter were made together), else the taxonomy file on its own."""
-    from lorag.app.finetune_cli import configured_tasks
+    from lorag.app.wiring import configured_tasks
     from lorag.finetune.tasks import find_task
 
     if task is not None:
@@ -384,10 +384,10 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
     """The in-process model scores the taxonomy's values (constrained decoding with probabilities); a model server
     (vLLM) generates under its JSON schema. Labelled examples serve the prompts and the neighbours' vote, and held-out
     ones fit the calibration (cached per model, taxonomy and data)."""
-    from lorag.app import ingest_cli
+    from lorag.app import wiring
     from lorag.retrieval.factory import build_answer_generator
 
-    with ingest_cli.open_registry(settings) as sessions:
+    with wiring.open_registry(settings) as sessions:
         adapter = _adapter(sessions, spec, model)
     name = adapter.name if adapter is not None else model
     labelled = labelled_records(examples, spec, text_field=None, tags_field=None) if examples is not None else None

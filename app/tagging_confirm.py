@@ -49,8 +49,8 @@ class Confirmation:
 
 def confirm_command(settings: Settings, review_file: Path, *, taxonomy: Path | None, task: str | None) -> int:
     """`lorag confirm-tags`: check every row, then store the confirmed ones in one transaction."""
-    from lorag.app import ingest_cli
-    from lorag.app.finetune_cli import configured_tasks
+    from lorag.app import wiring
+    from lorag.app.wiring import configured_tasks
 
     spec = tagging_spec(settings, taxonomy, task)
     names = [configured.name for configured in configured_tasks(settings)]
@@ -58,7 +58,7 @@ def confirm_command(settings: Settings, review_file: Path, *, taxonomy: Path | N
         raise InvalidInput(f"confirmed tags train a configured task, and this taxonomy is no configured task's; "
                            f"name one with --task ({', '.join(names) or 'none'})")
     confirmed, unmarked = confirmations(read_table(review_file), spec, review_file)
-    with ingest_cli.open_registry(settings) as sessions:
+    with wiring.open_registry(settings) as sessions:
         store(sessions, spec, confirmed)
     typer.echo(f"stored {len(confirmed)} confirmed item(s) for task {spec.name}; {unmarked} row(s) not marked "
                "confirmed were left out")

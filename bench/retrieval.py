@@ -11,6 +11,7 @@ smallest size only, as the comparison that motivated the choice (it is pure Pyth
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -31,7 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Before bench/ itself, where bench/ingest.py would shadow the ingest package when run as a script.
 sys.path.insert(0, str(REPO))
 
-from lorag.ingest.sparse import SparseVector, sparse_vectors  # noqa: E402
+from lorag.core.models import resolve  # noqa: E402
+from lorag.ingest.sparse import SparseEncoder, SparseVector  # noqa: E402
 from lorag.ingest.store import EdgeVectorStore, Filter, Point, QdrantVectorStore, VectorStore, point_id  # noqa: E402
 
 DIM = 384
@@ -56,6 +58,15 @@ def zipf_tokens(rng: np.random.Generator, n: int) -> list[int]:
     return (VOCAB[0] + ranks).tolist()
 
 
+@functools.cache
+def encoder() -> SparseEncoder:
+    """The packaged embedder's sparse encoder: the synthetic ids are dropped or kept as its vocabulary says."""
+    from transformers import AutoTokenizer
+
+    location = resolve("packaged:all-minilm-l6-v2", REPO).location
+    return SparseEncoder.for_tokenizer(AutoTokenizer.from_pretrained(location))
+
+
 def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
     v = rng.normal(size=(n, DIM)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -64,7 +75,7 @@ def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
 def make_points(n: int, seed: int) -> list[Point]:
     rng = np.random.default_rng(seed)
     dense = unit_vectors(rng, n)
-    lexical = sparse_vectors([zipf_tokens(rng, int(rng.integers(60, 160))) for _ in range(n)])
+    lexical = encoder().vectors([zipf_tokens(rng, int(rng.integers(60, 160))) for _ in range(n)])
     kbs, public = rng.choice(KBS, size=n), rng.random(n) < 0.7
     return [
         Point(point_id(f"doc{i // 10}", f"h{i}", i % 10), dense[i], lexical[i], payload(i, kbs[i], public[i]))
@@ -84,7 +95,7 @@ def payload(i: int, kb: str, public: bool) -> dict[str, object]:
 def make_queries(n: int, seed: int) -> list[Query]:
     rng = np.random.default_rng(seed)
     dense = unit_vectors(rng, n)
-    lexical = sparse_vectors([zipf_tokens(rng, int(rng.integers(3, 9))) for _ in range(n)])
+    lexical = encoder().vectors([zipf_tokens(rng, int(rng.integers(3, 9))) for _ in range(n)])
     return [Query(dense[i], lexical[i], Filter(audiences=("public",), kb=str(rng.choice(KBS)))) for i in range(n)]
 
 

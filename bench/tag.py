@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from lorag.app.finetune_cli import SAMPLE_TASKS  # noqa: E402
 from lorag.app.tagging import Item, ShotIndex, Tagger, shot_examples  # noqa: E402
+from lorag.app.wiring import SAMPLE_TASKS  # noqa: E402
 from lorag.core import models  # noqa: E402
 from lorag.finetune import data  # noqa: E402
 from lorag.finetune.evaluate import classification_metrics  # noqa: E402

@@ -29,9 +29,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lorag.app import ingest_cli  # noqa: E402
+from lorag.app import ingest_cli, wiring  # noqa: E402
 from lorag.app.cli import SAMPLE_KBS, SAMPLES  # noqa: E402
-from lorag.app.finetune_cli import SAMPLE_TASKS  # noqa: E402
+from lorag.app.wiring import SAMPLE_TASKS  # noqa: E402
 from lorag.core import models  # noqa: E402
 from lorag.core.settings import Settings  # noqa: E402
 from lorag.finetune import data  # noqa: E402
@@ -65,7 +65,7 @@ def tasks_of(names: list[str], usda: Path) -> list[TaskSpec]:
     return chosen
 
 
-def run_task(task: TaskSpec, settings: Settings, stack: ingest_cli.IngestContext | None,
+def run_task(task: TaskSpec, settings: Settings, stack: wiring.IngestContext | None,
              args: argparse.Namespace) -> dict[str, Any]:
     records, _dropped = data.dedupe(data.load_records(task))
     splits = data.split(records, task.split)
@@ -98,7 +98,7 @@ def run_task(task: TaskSpec, settings: Settings, stack: ingest_cli.IngestContext
 
 
 def fair_baselines(task: TaskSpec, splits: dict[str, list[Any]], test: list[Any], adapter: Path, base: Any,
-                   stack: ingest_cli.IngestContext | None) -> dict[str, Any]:
+                   stack: wiring.IngestContext | None) -> dict[str, Any]:
     """The generated-JSON uplift above compares with a base that may not write the format. Here every contender
     writes valid tags: the adapter and the base under constrained decoding with the same 3 retrieved shots, the
     kNN vote of the training items, and the shipped blend calibrated on the validation split (app.tagging_eval)."""
@@ -156,7 +156,7 @@ def main() -> None:
         if any(task.kind == "grounded-qa" for task in tasks):
             for kb, audience in SAMPLE_KBS[:1]:
                 ingest_cli.sync_path(settings, SAMPLES / kb, kb=kb, audience=audience, wait=True)
-        with ingest_cli.open_ingest(settings) as stack:
+        with wiring.open_ingest(settings) as stack:
             for task in tasks:
                 rows.append(run_task(task, settings, stack, args))
                 print(json.dumps(rows[-1]), file=sys.stderr)

@@ -36,9 +36,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lorag.app import ingest_cli  # noqa: E402
+from lorag.app import ingest_cli, wiring  # noqa: E402
 from lorag.app.cli import SAMPLES  # noqa: E402
-from lorag.app.finetune_cli import SAMPLE_TASKS  # noqa: E402
+from lorag.app.wiring import SAMPLE_TASKS  # noqa: E402
 from lorag.core import models  # noqa: E402
 from lorag.core.settings import Settings  # noqa: E402
 from lorag.finetune import data, nightly  # noqa: E402
@@ -94,7 +94,7 @@ def run_kb(kb: str, settings: Settings, args: argparse.Namespace) -> dict[str, A
         task = task.model_copy(update={"data": task.data.model_copy(update={"documents": documents})})
     task = task.model_copy(update={"lora": task.lora.model_copy(update={"r": args.rank, "alpha": 2 * args.rank}),
                                    "training": task.training.model_copy(update=training_of(args))})
-    with ingest_cli.open_ingest(settings) as ctx:
+    with wiring.open_ingest(settings) as ctx:
         stack = nightly.Stack(settings, ctx.sessions, ctx.store, ctx.embedder)
         held_out = qa_records(PYTHON_QA) if kb == "python-faq" else []
         prepared = nightly.prepare(stack, task, held_out=held_out)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lorag.core.audience import Audience
 from lorag.core.errors import ConfigError, LoragError, shown
 
 Kind = Literal["grounded-qa", "classification", "chat"]
@@ -164,7 +165,7 @@ class TaskSpec(Spec):
     kind: Kind
     description: str = ""
     kb: str | None = Field(None, description="grounded-qa: the knowledge base whose chunks form the context.")
-    audiences: list[str] = Field(default_factory=lambda: ["public"])
+    audiences: list[Audience] = Field(default_factory=lambda: [Audience.PUBLIC])
     context_chunks: int = Field(3, ge=1, le=20, description="grounded-qa: gold chunk plus distractors per example.")
     system: str | None = Field(None, description="System prompt (classification, chat); grounded-qa uses the "
                                "answering rules of the serving path.")

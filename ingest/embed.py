@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lorag.ingest.sparse import SparseEncoder, SparseVector
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -20,6 +22,7 @@ class Embedder:
         self.tokenizer = model.tokenizer
         self.dim = int(model.get_embedding_dimension())
         self.max_tokens = int(model.max_seq_length)
+        self.sparse = SparseEncoder.for_tokenizer(self.tokenizer)
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
@@ -35,6 +38,10 @@ class Embedder:
             return []
         # verbose=False: counting a long text is not feeding it to the model, so the length warning is noise.
         return self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+
+    def sparse_vectors(self, texts: Sequence[str]) -> list[SparseVector]:
+        """Lexical vectors for hybrid search, over this embedder's own vocabulary."""
+        return self.sparse.vectors(self.token_ids(texts))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])

@@ -28,7 +28,7 @@ from lorag.ingest.document import Chunk, ParsedDocument, content_hash
 from lorag.ingest.embed import Embedder
 from lorag.ingest.parse import parse
 from lorag.ingest.registry import Claim
-from lorag.ingest.sparse import SparseVector, sparse_vectors
+from lorag.ingest.sparse import SparseVector
 from lorag.ingest.store import Point, VectorStore, point_id
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Indexer:
             return parse(path, max_bytes=self.policy.max_bytes)
 
     def _embed(self, texts: list[str]) -> Vectors:
-        return self.embedder.embed_batch(texts), sparse_vectors(self.embedder.token_ids(texts))
+        return self.embedder.embed_batch(texts), self.embedder.sparse_vectors(texts)
 
     def _points(self, held: Claim, parsed: ParsedDocument, chunks: list[Chunk],
                 vectors: Vectors | None) -> list[Point]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from lorag.core.audience import Audience
 from lorag.core.db import transaction
 from lorag.core.errors import InvalidInput
 from lorag.core.tables import Document, DocumentStatus, utcnow
@@ -22,8 +23,6 @@ from lorag.ingest.parse import media_type_of
 from lorag.ingest.pipeline import remove
 from lorag.ingest.registry import Submitted
 from lorag.ingest.store import VectorStore
-
-AUDIENCES = ("public", "internal")
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,7 @@ class SubmitReport:
 def check_target(kb: str, audience: str) -> None:
     if not kb or len(kb) > 64 or not all(c.isalnum() or c in "-_." for c in kb):
         raise InvalidInput(f"knowledge base name {kb!r} must be 1-64 letters, digits, '-', '_' or '.'", param="kb")
-    if audience not in AUDIENCES:
-        raise InvalidInput(f"audience {audience!r} must be one of {', '.join(AUDIENCES)}", param="audience")
+    Audience.parse(audience)
 
 
 def collect(paths: Sequence[Path]) -> list[SourceFile]:

@@ -46,7 +46,6 @@ SPARSE = "sparse"
 # Payload fields the engine indexes; every search filters on them.
 KEYWORD_FIELDS = ("kb", "audience", "doc_id")
 LIVE = "live"
-ALL_AUDIENCES = ("public", "internal")
 RRF_K = 60
 UPSERT_BATCH = 512
 # Fixed namespace so a chunk's point id is the same on every machine and every re-ingest.
@@ -130,7 +129,7 @@ def _conditions(flt: Filter) -> list[tuple[str, str | list[str]]]:
     """A filter as (field, value or any-of values) pairs, shared by both backends."""
     if not flt.audiences:
         raise InvalidInput("Filter.audiences is empty; pass the audiences the caller may see, e.g. ('public',).")
-    pairs: list[tuple[str, str | list[str]]] = [("audience", list(flt.audiences))]
+    pairs: list[tuple[str, str | list[str]]] = [("audience", [str(audience) for audience in flt.audiences])]
     return pairs + [(key, value) for key, value in (("kb", flt.kb), ("doc_id", flt.doc_id)) if value]
 
 

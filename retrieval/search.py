@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from lorag.ingest.embed import Embedder
-from lorag.ingest.sparse import sparse_vectors
 from lorag.ingest.store import Filter, Hit, VectorStore, candidates, rrf
 from lorag.retrieval.types import ScoredChunk
 
@@ -73,5 +72,5 @@ class Retriever:
         return self.store.search_dense(vector, flt, limit)
 
     def _sparse(self, query: str, flt: Filter, limit: int) -> list[Hit]:
-        vector = sparse_vectors(self.embedder.token_ids([query]))[0]
+        vector = self.embedder.sparse_vectors([query])[0]
         return self.store.search_sparse(vector, flt, limit)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lorag.app import backup, ingest_cli, keys
+from lorag.app import backup, ingest_cli, keys, wiring
 from lorag.core import db
 from lorag.core.errors import Conflict, InvalidInput
 from lorag.core.settings import Settings
@@ -26,7 +26,7 @@ def populate(settings: Settings, docs: Path) -> None:
     _run_id, report, outcomes = ingest_cli.ingest_paths(settings, [docs], kb="policies", audience="internal",
                                                         wait=True)
     assert [outcome.status for outcome in outcomes] == ["indexed"] * 3
-    with ingest_cli.open_registry(settings) as sessions:
+    with wiring.open_registry(settings) as sessions:
         staged = registry.staging_dir(settings.adapters_dir, "support")
         (staged / "adapter_config.json").write_text(json.dumps({"r": 8}))
         (staged / "adapter_model.safetensors").write_bytes(b"\x00weights\xff" * 100)
@@ -48,7 +48,7 @@ def rows(settings: Settings) -> dict[str, list[dict]]:
 
 
 def chunks(settings: Settings) -> int:
-    with ingest_cli.open_ingest(settings) as ctx:
+    with wiring.open_ingest(settings) as ctx:
         return ctx.store.count(Filter(audiences=("internal",), kb="policies"))
 
 

@@ -126,6 +126,20 @@ def test_ingest_refuses_a_bad_knowledge_base_name_before_storing_anything(tmp_pa
     assert not (tmp_path / "home" / "lorag.db").exists()
 
 
+@pytest.mark.parametrize("command", [["ask", "Hello?"], ["ingest", "."], ["sync", "."], ["eval", "retrieval"],
+                                     ["eval", "answers"]])
+def test_a_misspelt_audience_is_refused_by_every_command_before_anything_is_opened(tmp_path: Path,
+                                                                                  command: list[str]) -> None:
+    """`--audience publc` once meant public *and* internal documents in `lorag eval retrieval`."""
+    args = [*command, "--kb", "support", "--audience", "publc"]
+    if command[0] == "eval":
+        args += ["--qa", str(tmp_path / "qa.jsonl")]
+    result = run_lorag(args, lorag_env(tmp_path), tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "'publc' is not one of 'public', 'internal'" in " ".join(result.stderr.split()).replace("│ ", "")
+    assert not (tmp_path / "home").exists()
+
+
 def test_every_help_screen_shows_plain_metavars_and_choices(capsys: pytest.CaptureFixture[str],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """No `<bool>` after a flag, no `<str>` for a value, and audiences list their choices."""

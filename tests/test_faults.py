@@ -19,15 +19,16 @@ from unittest import mock
 import httpx
 import pytest
 
-from lorag.app import ingest_cli
+from lorag.app import wiring
 from lorag.core import db
+from lorag.core.audience import ALL as ALL_AUDIENCES
 from lorag.core.settings import load_settings
 from lorag.core.tables import DocumentStatus
 from lorag.ingest.pipeline import ChunkingPolicy, Indexer
 from lorag.ingest.registry import document_id
 from lorag.ingest.registry import get as document_row
 from lorag.ingest.registry import submit as submit_document
-from lorag.ingest.store import ALL_AUDIENCES, EdgeVectorStore, Filter
+from lorag.ingest.store import EdgeVectorStore, Filter
 from tests.conftest import free_port
 from tests.finetune.test_nightly import SAVOURY, SWEET, TASK
 from tests.test_cli import _wait_ready, lorag_env
@@ -153,7 +154,7 @@ def live_chunks(env: dict[str, str], doc_id: str) -> int:
     """Searchable chunks of one document, read from the vector store the server used (after it stopped)."""
     with mock.patch.dict(os.environ, env, clear=True):
         settings = load_settings()
-    with ingest_cli.open_ingest(settings) as ctx:
+    with wiring.open_ingest(settings) as ctx:
         return ctx.store.count(Filter(audiences=ALL_AUDIENCES, doc_id=doc_id))
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from lorag.app import ingest_cli
-from lorag.app.finetune_cli import configured_tasks
+from lorag.app import wiring
 from lorag.app.tagging_cli import read_table, write_review
 from lorag.app.tagging_confirm import confirm_command
+from lorag.app.wiring import configured_tasks
 from lorag.core.errors import InvalidInput
 from lorag.core.settings import Settings
 from lorag.core.tables import Feedback, FeedbackKind
@@ -73,7 +73,7 @@ def review_file(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
 
 
 def stored(settings: Settings) -> list[Feedback]:
-    with ingest_cli.open_registry(settings) as sessions, sessions() as session:
+    with wiring.open_registry(settings) as sessions, sessions() as session:
         return list(session.scalars(select(Feedback).order_by(Feedback.question)))
 
 
@@ -83,7 +83,7 @@ def test_confirmed_rows_are_in_the_next_nights_training_data(settings: Settings,
     assert confirm_command(settings, path, taxonomy=None, task="dishes") == 0
 
     task = find_task(configured_tasks(settings), "dishes")
-    with ingest_cli.open_registry(settings) as sessions:
+    with wiring.open_registry(settings) as sessions:
         prepared = prepare(Stack(settings, sessions), task)
     records = {record.prompt: record for split in prepared.splits.values() for record in split}
     for text, tags in CONFIRMED:  # canonical: multi values in the taxonomy's order

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from lorag.app.auth import requires
 from lorag.app.keys import Principal
 from lorag.app.resources import Resources, get_resources
+from lorag.core.audience import Audience
 from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput, NotFound, PayloadTooLarge, shown
 from lorag.core.tables import Document, Job
 from lorag.ingest import registry
@@ -68,7 +69,7 @@ async def upload(
     principal: Annotated[Principal, Depends(requires("ingest"))],
     file: Annotated[UploadFile, File(description="The document: PDF, HTML, Markdown, text, DOCX, CSV/TSV, JSONL.")],
     kb: Annotated[str, Form(description="Knowledge base to add it to.")],
-    audience: Annotated[Literal["public", "internal"], Form(description="Who may see it.")] = "public",
+    audience: Annotated[Audience, Form(description="Who may see it.")] = Audience.PUBLIC,
     source_url: Annotated[str | None, Form(max_length=2048, description="Where readers find the original "
                                            "(http or https); citations link there. Without it they show the "
                                            "file name, unlinked.")] = None,

@@ -256,8 +256,8 @@ def confirm(body: ConfirmationRequest, resources: Annotated[Resources, Depends(g
             principal: Annotated[Principal, Depends(requires("tag"))]) -> ConfirmationOut:
     """As `lorag confirm-tags`: every item is checked against the taxonomy and its implications first (errors name
     items by position, from 1), then all are stored in one transaction; an item confirmed again gets the new tags."""
-    from lorag.app.finetune_cli import configured_tasks
     from lorag.app.tagging_confirm import confirmations, store
+    from lorag.app.wiring import configured_tasks
 
     principal.check_model(body.task)  # a key bound to some adapters teaches only their tasks
     try:
@@ -299,7 +299,7 @@ def _permitted_model(principal: Principal, resources: Resources, model: str | No
 
 
 def _spec(body: JobRequest, resources: Resources) -> TaskSpec:
-    from lorag.app.finetune_cli import configured_tasks
+    from lorag.app.wiring import configured_tasks
 
     if (body.taxonomy is None) == (body.task is None):
         raise InvalidInput("send either taxonomy (an object with labels or fields) or task (a task's name)",

@@ -15,10 +15,10 @@ import pytest
 import qdrant_edge
 from qdrant_client import QdrantClient
 
+from lorag.core.audience import ALL as ALL_AUDIENCES
 from lorag.core.errors import BackendUnavailable, ConfigError, InvalidInput
 from lorag.ingest.sparse import SparseVector
 from lorag.ingest.store import (
-    ALL_AUDIENCES,
     EdgeVectorStore,
     Filter,
     Hit,
