@@ -53,7 +53,7 @@ run: setup
 test: $(VENV)/.installed-dev $(VLLM_VENV)/.installed
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)  # for the widget browser test
-	LORAG_TEST_REQUIRE_VLLM=1 $(BIN)/python -m pytest
+	LORAG_TEST_REQUIRE_ALL=1 $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

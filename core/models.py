@@ -46,8 +46,8 @@ class ModelRef:
 def resolve(spec: str, models_dir: Path) -> ModelRef:
     """Turn a settings value into a loadable location.
 
-    >>> resolve("/srv/models/my-llm", Path(".lorag/models")).local
-    True
+    >>> resolve("HuggingFaceTB/SmolLM2-360M-Instruct", Path(".lorag/models")).local  # a hub id: needs the network
+    False
     """
     if spec == "packaged:smollm2-135m-instruct":
         return ModelRef(spec, str(models_dir / "smollm2-135m-instruct"), local=True)

@@ -6,7 +6,7 @@ metric is rebuilt from per-example columns whose totals give its value (a mean i
 precision Σrelevant / Σcited, macro-F1 comes from per-class Σtp, Σfp, Σfn), so it is exactly the metric the
 report shows, and all resamples are one matrix product.
 
->>> paired_differences(task, results, "candidate", "base (prompt only)")["token_f1"].as_dict()
+>>> paired_differences(task, results, "candidate", "base (prompt only)")["token_f1"].as_dict()  # doctest: +SKIP
 {'candidate': 0.236, 'baseline': 0.166, 'difference': 0.07, 'ci95': [0.012, 0.131], 'n': 40, ...}
 """
 

