@@ -127,7 +127,7 @@ def serve(
     import uvicorn
 
     settings = _settings()
-    uvicorn.run("lorag.app.main:main_app", factory=True, host=host or settings.server.host,
+    uvicorn.run("lorag.app.http.main:main_app", factory=True, host=host or settings.server.host,
                 port=port or settings.server.port, log_config=None)
 
 
@@ -202,7 +202,7 @@ def ask(
         model = _serve_adapters(settings, ctx.sessions, generator).resolve(model, kb)
         result = answerer.ask(question, kb=kb, audiences=audience.visible, model=model)
     if as_json:
-        from lorag.app.routes.answers import to_response
+        from lorag.app.http.routes.answers import to_response
 
         typer.echo(to_response(result, None).model_dump_json(indent=2))  # no feedback from here: no token
         return
@@ -540,7 +540,8 @@ def keys_create(
     = None,
 ) -> None:
     """Create a key. It is printed once: store it now, lorag keeps only its hash."""
-    from lorag.app import keys, wiring
+    from lorag.app import wiring
+    from lorag.core import keys
 
     with wiring.open_registry(_settings()) as sessions:
         key, info = keys.create(sessions, name=name, scopes=scope, kbs=kb, adapters=adapter, origins=origin or (),
@@ -553,7 +554,8 @@ def keys_create(
 @edge
 def keys_list() -> None:
     """Every key: id, name, scopes, limits, and whether it is revoked (never the key itself)."""
-    from lorag.app import keys, wiring
+    from lorag.app import wiring
+    from lorag.core import keys
 
     with wiring.open_registry(_settings()) as sessions:
         for info in keys.listing(sessions):
@@ -567,7 +569,8 @@ def keys_list() -> None:
 @edge
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (the part after lorag_).")]) -> None:
     """Revoke a key at once; requests with it get 401 from then on."""
-    from lorag.app import keys, wiring
+    from lorag.app import wiring
+    from lorag.core import keys
 
     with wiring.open_registry(_settings()) as sessions:
         info = keys.revoke(sessions, key_id)

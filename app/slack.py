@@ -1,6 +1,6 @@
 """Slack: answers to mentions and direct messages in their thread, ratings from reactions, corrections from experts.
 
-Events reach one bolt `App` over HTTP (POST /slack/events, app/routes/slack.py) or Socket Mode (`lorag slack`).
+Events reach one bolt `App` over HTTP (POST /slack/events, app/http/routes/slack.py) or Socket Mode (`lorag slack`).
 Slack users are colleagues, so questions search public and internal documents.
 
 Choices worth knowing:

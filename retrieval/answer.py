@@ -209,7 +209,8 @@ class VerifiedText:
     earlier one ends the draft: a looping 135M model says the same sentence until its token cap.
 
     >>> text = VerifiedText(check)  # doctest: +SKIP
-    >>> text.feed("Refunds take 5 days [3]."), text.feed(" Refunds take 5 days [3]. Bye."), text.looping  # doctest: +SKIP
+    >>> text.feed("Refunds take 5 days [3]."), text.feed(" Refunds take 5 days [3]. Bye."), text.looping
+    ... # doctest: +SKIP
     ('', 'Refunds take 5 days [1].', True)
     """
 

@@ -5,8 +5,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from lorag.app import keys
-from lorag.app.main import create_app
+from lorag.app.http.main import create_app
+from lorag.core import keys
 from lorag.core.settings import Settings
 
 

@@ -16,10 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from lorag.app import answer_tokens, keys
-from lorag.app.auth import RateLimiter
-from lorag.app.main import create_app
-from lorag.app.routes.answers import citations_of
+from lorag.app.http import answer_tokens
+from lorag.app.http.auth import RateLimiter
+from lorag.app.http.main import create_app
+from lorag.app.http.routes.answers import citations_of
+from lorag.core import keys
 from lorag.core.errors import Forbidden
 from lorag.core.settings import Settings
 from lorag.core.tables import Document, DocumentStatus, Feedback, Job, utcnow

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lorag.app import backup, ingest_cli, keys, wiring
-from lorag.core import db
+from lorag.app import backup, ingest_cli, wiring
+from lorag.core import db, keys
 from lorag.core.errors import Conflict, InvalidInput
 from lorag.core.settings import Settings
 from lorag.core.tables import AdapterStatus

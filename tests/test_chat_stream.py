@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from openai import OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from lorag.app.main import create_app
+from lorag.app.http.main import create_app
 from lorag.core.settings import Settings
 from tests.retrieval.test_verified_stream import COURIER, FEE, QUESTION, ScriptedModel, answerer, store  # noqa: F401
 

@@ -23,7 +23,7 @@ PURE_MODULES = [
     "lorag.finetune.prompts",
     "lorag.finetune.status",
     "lorag.finetune.synth",
-    "lorag.app.routes.answers",
+    "lorag.app.http.routes.answers",
     "lorag.app.scheduler",
     "lorag.app.slack",
     "lorag.app.tagging_cli",

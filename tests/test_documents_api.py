@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from lorag.app.main import create_app
+from lorag.app.http.main import create_app
 from lorag.core.settings import Settings
 from lorag.ingest.store import Filter
 

@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from lorag.app import answer_tokens, keys
-from lorag.app.main import create_app
+from lorag.app.http import answer_tokens
+from lorag.app.http.main import create_app
+from lorag.core import keys
 from lorag.core.settings import Settings
 from lorag.core.tables import Feedback
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from lorag.app.main import create_app
+from lorag.app.http.main import create_app
 from lorag.core.settings import Settings
 
 

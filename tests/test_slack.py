@@ -30,7 +30,7 @@ from slack_bolt import BoltRequest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
-from lorag.app.main import create_app
+from lorag.app.http.main import create_app
 from lorag.app.slack import (
     ANSWER_EVENT,
     answer_metadata,

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from lorag.app.main import create_app
+from lorag.app.http.main import create_app
 from lorag.app.tagging import Item, ShotIndex, Tagger, load_taxonomy, matching_task, same_taxonomy, tagging_task
 from lorag.app.tagging_cli import items_of, labelled_records, read_table, run_resumable, write_table
 from lorag.core.errors import BackendUnavailable, InvalidInput

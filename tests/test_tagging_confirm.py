@@ -183,8 +183,8 @@ def test_the_api_stores_confirmations_for_a_keys_own_tasks(make_settings: Callab
                                                            settings: Settings) -> None:
     from fastapi.testclient import TestClient
 
-    from lorag.app import keys
-    from lorag.app.main import create_app
+    from lorag.app.http.main import create_app
+    from lorag.core import keys
 
     app_settings = make_settings(finetune={"tasks": settings.finetune.tasks},
                                  server={"load_models": False, "require_keys": True})

@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
-from lorag.app.main import create_app
-from lorag.app.routes.tagging import JobBoard, JobRequest, TaggingJob
+from lorag.app.http.main import create_app
+from lorag.app.http.routes.tagging import JobBoard, JobRequest, TaggingJob
 from lorag.app.tagging import taxonomy_task
 from lorag.app.tagging_cli import read_table, tag_command
 from lorag.core.settings import Settings

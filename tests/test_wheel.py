@@ -26,7 +26,8 @@ from tests.test_cli import _wait_ready
 pytestmark = pytest.mark.slow
 
 # What the runtime reads besides code: the widget, the migrations, the sample tasks and knowledge bases.
-PACKAGE_DATA = ["lorag/app/static/widget.js", "lorag/core/migrations/env.py", "lorag/core/migrations/script.py.mako",
+PACKAGE_DATA = ["lorag/app/http/static/widget.js", "lorag/core/migrations/env.py",
+                "lorag/core/migrations/script.py.mako",
                 "lorag/samples/tasks/support.yaml", "lorag/samples/tasks/menu-tagging.yaml",
                 "lorag/samples/tasks/data/menu.jsonl", "lorag/samples/kb/support_qa.jsonl",
                 "lorag/samples/kb/support/refund_policy.pdf", "lorag/samples/kb/experts/oncall_rota_rules.md",

@@ -29,7 +29,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
-from lorag.app.main import create_app
+from lorag.app.http.main import create_app
 from lorag.core.settings import Settings
 from tests.conftest import REPO, free_port
 from tests.test_cli import _wait_ready, lorag_env

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from lorag.app.auth import current_principal
-from lorag.app.resources import Resources, get_resources
+from lorag.app.http.auth import current_principal
+from lorag.app.http.deps import ResourcesDep
+from lorag.app.resources import Resources
 from lorag.core import db
 from lorag.core.errors import BackendUnavailable, LoragError
 
@@ -21,7 +20,7 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Every backend the app needs answers: up or down each; details for admin keys")
-def readyz(request: Request, resources: Annotated[Resources, Depends(get_resources)]) -> JSONResponse:
+def readyz(request: Request, resources: ResourcesDep) -> JSONResponse:
     checks = {"database": _check_database(resources), "vector_store": _check_store(resources),
               "generator": _check_generator(resources),
               "embedder": _check_embedder(resources)}

@@ -28,9 +28,9 @@ from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 from sqlalchemy.orm import Session, sessionmaker
 
-from lorag.app import keys
-from lorag.app.keys import Principal
+from lorag.core import keys
 from lorag.core.errors import BackendUnavailable, Forbidden, RateLimited, Unauthorized
+from lorag.core.keys import Principal
 from lorag.core.settings import ServerSettings, Settings
 
 ANONYMOUS = Principal(None, "anonymous", frozenset({"chat:public", "ingest", "tag"}))

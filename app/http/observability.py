@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
-from lorag.app.errors import fault_response
+from lorag.app.http.errors import fault_response
 from lorag.core.logs import request_id
 
 logger = logging.getLogger(__name__)

@@ -7,19 +7,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from itertools import chain
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorag.app import answer_tokens
-from lorag.app.answer_tokens import audience_of
-from lorag.app.auth import CHAT, requires
-from lorag.app.keys import Principal
-from lorag.app.resources import Resources, get_resources
+from lorag.app.http import answer_tokens
+from lorag.app.http.answer_tokens import audience_of
+from lorag.app.http.deps import ChatCaller, ModelsCaller, ResourcesDep
+from lorag.app.resources import Resources
 from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput
 from lorag.core.faults import as_lorag_error
+from lorag.core.keys import Principal
 from lorag.finetune import status as run_status
 from lorag.retrieval.answer import Answerer, AnswerResult
 
@@ -95,8 +95,8 @@ def answerer_of(resources: Resources) -> Answerer:
 
 
 @router.post("/ask", response_model=AskResponse, summary="Answer a question with checked citations")
-def ask(request: AskRequest, principal: Annotated[Principal, Depends(requires(*CHAT))],
-        resources: Annotated[Resources, Depends(get_resources)]) -> AskResponse:
+def ask(request: AskRequest, principal: ChatCaller,
+        resources: ResourcesDep) -> AskResponse:
     model = permitted_model(principal, resources, request.model, request.kb)
     result = answerer_of(resources).ask(request.question, kb=request.kb, audiences=principal.audiences,
                           history=[turn.model_dump() for turn in request.history], model=model)
@@ -177,8 +177,8 @@ class ChatRequest(BaseModel):
 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat; citations in the response and stream")
-def chat_completions(request: ChatRequest, principal: Annotated[Principal, Depends(requires(*CHAT))],
-                     resources: Annotated[Resources, Depends(get_resources)]) -> Any:
+def chat_completions(request: ChatRequest, principal: ChatCaller,
+                     resources: ResourcesDep) -> Any:
     question, history = split_conversation(request.messages)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     model = permitted_model(principal, resources, request.model, request.kb)
@@ -264,8 +264,8 @@ def _chunks(completion_id: str, model: str | None, created: int, events: Iterato
 
 
 @router.get("/models", summary="The base model and the adapter versions that can answer")
-def list_models(resources: Annotated[Resources, Depends(get_resources)],
-                principal: Annotated[Principal, Depends(requires(*CHAT, "tag"))]) -> dict[str, Any]:
+def list_models(resources: ResourcesDep,
+                principal: ModelsCaller) -> dict[str, Any]:
     served = resources.answer_generator.models() if resources.answer_generator else []
     names = [name for name in served if _may_use(principal, name, served[0])]
     return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "lorag"}

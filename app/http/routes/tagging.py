@@ -30,9 +30,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorag.app.auth import requires
-from lorag.app.keys import Principal
-from lorag.app.resources import Resources, get_resources
+from lorag.app.http.auth import requires
+from lorag.app.http.deps import ResourcesDep, TagCaller
+from lorag.app.resources import Resources
 from lorag.app.tagging import (
     Item,
     ShotIndex,
@@ -45,6 +45,7 @@ from lorag.app.tagging import (
 )
 from lorag.app.tagging_confidence import SharedScorer
 from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError, NotFound, shown
+from lorag.core.keys import Principal
 from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import TaskSpec, find_task
 from lorag.finetune.types import Record
@@ -219,7 +220,7 @@ def _scorer(generator: Generator, model: str | None) -> SharedScorer | None:
     return SharedScorer(inner, model, name=model or inner.base_name)
 
 
-def board_of(request: Request, resources: Annotated[Resources, Depends(get_resources)]) -> JobBoard:
+def board_of(request: Request, resources: ResourcesDep) -> JobBoard:
     app: FastAPI = request.app
     with _BOARD_LOCK:  # one board per app, made on first use so an app that never tags starts no thread
         if getattr(app.state, "tagging", None) is None:
@@ -232,8 +233,8 @@ _BOARD_LOCK = threading.Lock()
 
 @router.post("/jobs", status_code=202, response_model=JobOut, summary="Tag items against a taxonomy, in the "
              "background")
-def create_job(body: JobRequest, resources: Annotated[Resources, Depends(get_resources)],
-               principal: Annotated[Principal, Depends(requires("tag"))],
+def create_job(body: JobRequest, resources: ResourcesDep,
+               principal: TagCaller,
                board: Annotated[JobBoard, Depends(board_of)]) -> JobOut:
     if body.model is not None:  # refused before anything else, whatever the state of the models
         principal.check_model(body.model, resources.answerer.base_model if resources.answerer else None)
@@ -252,8 +253,8 @@ def create_job(body: JobRequest, resources: Annotated[Resources, Depends(get_res
 
 @router.post("/confirmations", status_code=201, response_model=ConfirmationOut, summary="Store tags a person "
              "checked as the task's confirmed tags; the next nightly run trains on them")
-def confirm(body: ConfirmationRequest, resources: Annotated[Resources, Depends(get_resources)],
-            principal: Annotated[Principal, Depends(requires("tag"))]) -> ConfirmationOut:
+def confirm(body: ConfirmationRequest, resources: ResourcesDep,
+            principal: TagCaller) -> ConfirmationOut:
     """As `lorag confirm-tags`: every item is checked against the taxonomy and its implications first (errors name
     items by position, from 1), then all are stored in one transaction; an item confirmed again gets the new tags."""
     from lorag.app.tagging_confirm import confirmations, store

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from lorag.app.errors import envelope
+from lorag.app.http.errors import envelope
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from lorag.app import answer_tokens
-from lorag.app.answer_tokens import audience_of
-from lorag.app.auth import CHAT, requires
-from lorag.app.keys import Principal
-from lorag.app.resources import Resources, get_resources
+from lorag.app.http import answer_tokens
+from lorag.app.http.answer_tokens import audience_of
+from lorag.app.http.deps import ChatCaller, ResourcesDep
 from lorag.core.db import transaction
 from lorag.core.errors import InvalidInput
 from lorag.core.tables import Feedback, FeedbackKind, utcnow
@@ -64,8 +62,8 @@ class FeedbackCreated(BaseModel):
 
 @router.post("/feedback", status_code=201, response_model=FeedbackCreated,
              summary="Rate an answer (thumbs up/down) and/or comment on it")
-def create_feedback(request: FeedbackRequest, principal: Annotated[Principal, Depends(requires(*CHAT))],
-                    resources: Annotated[Resources, Depends(get_resources)]) -> FeedbackCreated:
+def create_feedback(request: FeedbackRequest, principal: ChatCaller,
+                    resources: ResourcesDep) -> FeedbackCreated:
     principal.check_kb(request.kb)
     comment = (request.comment or "").strip() or None
     if request.rating is None and comment is None:

@@ -8,15 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from lorag.app import answer_tokens
-from lorag.app.auth import build_rate_limiter, install_cors
-from lorag.app.docs import install_docs
-from lorag.app.errors import install_error_handlers
-from lorag.app.limits import install_body_limit
-from lorag.app.observability import Metrics, install_observability
+from lorag.app.http import answer_tokens
+from lorag.app.http.auth import build_rate_limiter, install_cors
+from lorag.app.http.docs import install_docs
+from lorag.app.http.errors import install_error_handlers
+from lorag.app.http.limits import install_body_limit
+from lorag.app.http.observability import Metrics, install_observability
+from lorag.app.http.routes import answers, documents, feedback, health, tagging, widget
+from lorag.app.http.routes import slack as slack_events
 from lorag.app.resources import open_resources
-from lorag.app.routes import answers, documents, feedback, health, tagging, widget
-from lorag.app.routes import slack as slack_events
 from lorag.core import models
 from lorag.core.faults import as_lorag_error
 from lorag.core.logs import configure_logging

@@ -8,15 +8,15 @@ from pathlib import PurePath
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from lorag.app.auth import requires
-from lorag.app.keys import Principal
-from lorag.app.resources import Resources, get_resources
+from lorag.app.http.deps import IngestCaller, ResourcesDep
+from lorag.app.resources import Resources
 from lorag.core.audience import Audience
 from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput, NotFound, PayloadTooLarge, shown
+from lorag.core.keys import Principal
 from lorag.core.tables import Document, Job
 from lorag.ingest import registry
 from lorag.ingest.pipeline import remove
@@ -65,8 +65,8 @@ class JobOut(BaseModel):
 
 @router.post("/documents", status_code=202, response_model=DocumentOut, summary="Upload one document")
 async def upload(
-    resources: Annotated[Resources, Depends(get_resources)],
-    principal: Annotated[Principal, Depends(requires("ingest"))],
+    resources: ResourcesDep,
+    principal: IngestCaller,
     file: Annotated[UploadFile, File(description="The document: PDF, HTML, Markdown, text, DOCX, CSV/TSV, JSONL.")],
     kb: Annotated[str, Form(description="Knowledge base to add it to.")],
     audience: Annotated[Audience, Form(description="Who may see it.")] = Audience.PUBLIC,
@@ -95,22 +95,22 @@ async def upload(
 
 
 @router.get("/documents/{doc_id}", response_model=DocumentOut, summary="A document's registry entry")
-def get_document(doc_id: str, resources: Annotated[Resources, Depends(get_resources)],
-                 principal: Annotated[Principal, Depends(requires("ingest"))]) -> DocumentOut:
+def get_document(doc_id: str, resources: ResourcesDep,
+                 principal: IngestCaller) -> DocumentOut:
     return DocumentOut.of(visible(principal, registry.get(resources.sessions, doc_id)))
 
 
 @router.delete("/documents/{doc_id}", response_model=DocumentOut, summary="Delete a document and its chunks")
-def delete_document(doc_id: str, resources: Annotated[Resources, Depends(get_resources)],
-                    principal: Annotated[Principal, Depends(requires("ingest"))]) -> DocumentOut:
+def delete_document(doc_id: str, resources: ResourcesDep,
+                    principal: IngestCaller) -> DocumentOut:
     visible(principal, registry.get(resources.sessions, doc_id))
     remove(resources.store, resources.sessions, doc_id)
     return DocumentOut.of(registry.get(resources.sessions, doc_id))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="Progress of an ingestion job")
-def get_job(job_id: str, resources: Annotated[Resources, Depends(get_resources)],
-            principal: Annotated[Principal, Depends(requires("ingest"))]) -> JobOut:
+def get_job(job_id: str, resources: ResourcesDep,
+            principal: IngestCaller) -> JobOut:
     with resources.sessions() as session:
         job = session.get(Job, job_id)
         everything = list(session.scalars(select(Document).where(Document.job_id == job_id)))

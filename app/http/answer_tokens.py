@@ -20,9 +20,9 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
-from lorag.app.keys import Principal
 from lorag.core.audience import Audience
 from lorag.core.errors import InvalidInput
+from lorag.core.keys import Principal
 from lorag.core.settings import Settings
 
 SECRET_FILE = "answer-secret"
