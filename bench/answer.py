@@ -21,14 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import common  # bench/common.py: the repository on sys.path, packaged models only
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
 TARGET_SHARE = 0.10
 
 
 def start_server(home: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    subprocess.run([sys.executable, "-m", "lorag.app", "ingest", str(REPO / "samples/kb/support"), "--kb", "support"],
+    kb = common.REPO / "samples" / "kb" / "support"
+    subprocess.run([sys.executable, "-m", "lorag.app", "ingest", str(kb), "--kb", "support"],
                    env=env, cwd=home, check=True, capture_output=True)
     server = subprocess.Popen([sys.executable, "-m", "lorag.app", "serve", "--port", str(port)], env=env, cwd=home,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -76,14 +77,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    rows = [json.loads(line) for line in (REPO / "samples/kb/support_qa.jsonl").read_text().splitlines() if line]
+    qa = common.REPO / "samples" / "kb" / "support_qa.jsonl"
+    rows = [json.loads(line) for line in qa.read_text().splitlines() if line]
     questions = [row["question"] for row in rows if row["doc"]][: args.questions]
 
     with tempfile.TemporaryDirectory(prefix="lorag-bench-answer-") as folder:
         home = Path(folder)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LORAG_")}
-        env.update(LORAG_HOME=str(home / "home"), LORAG_MODELS__CACHE_DIR=str(REPO / ".cache/models"),
-                   PYTHONPATH=str(REPO), LORAG_LOG__LEVEL="WARNING", HF_HUB_OFFLINE="1",
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LORAG_")}  # with common's HF_HUB_OFFLINE
+        env.update(LORAG_HOME=str(home / "home"), LORAG_MODELS__CACHE_DIR=str(common.MODELS),
+                   PYTHONPATH=str(common.REPO), LORAG_LOG__LEVEL="WARNING",
                    LORAG_GENERATOR__TIMEOUT_S="600")  # measure slow answers on a busy machine, don't fail them
         server = start_server(home, args.port, env)
         base = f"http://127.0.0.1:{args.port}"
@@ -119,11 +121,7 @@ def main() -> None:
         "meets_target": share <= TARGET_SHARE,
         "note": "generator: SmolLM2-135M-Instruct in-process on CPU, greedy, max 192 new tokens",
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    common.emit(result, args.out)
 
 
 if __name__ == "__main__":

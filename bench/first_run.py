@@ -16,9 +16,7 @@ that has installed Python packages before; `--no-pip-cache` measures a cold one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -27,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import common  # bench/common.py: the repository on sys.path, packaged models only
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
 QUESTION = "What is the minimum order value for delivery?"
 
 
@@ -88,7 +86,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="lorag-first-run-"))
     clone = folder / "lorag"
-    subprocess.run(["git", "clone", "--quiet", "--no-local", str(REPO), str(clone)], check=True)
+    subprocess.run(["git", "clone", "--quiet", "--no-local", str(common.REPO), str(clone)], check=True)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LORAG_", "VIRTUAL_ENV"))}
@@ -109,15 +107,11 @@ def main() -> None:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
-    report = {"bench": "first_run", "commit": commit, "machine": {"cpus": os.cpu_count(),
-                                                                 "platform": platform.platform()},
+    report = {"bench": "first_run", "commit": commit, "machine": common.machine(),
               "pip_cache": not args.no_pip_cache, "ready_s": ready_s, "page_and_first_answer_s": page_s,
               "adapters": served, "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
               "log": str(log)}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    common.emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -13,27 +13,18 @@ The corpus is fetched the way ../shared/data/README.md describes (apt-get downlo
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
+import common  # before lorag: the repository on sys.path, packaged models only
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from lorag.core import db, models  # noqa: E402
-from lorag.ingest import service  # noqa: E402
-from lorag.ingest.embed import Embedder  # noqa: E402
-from lorag.ingest.pipeline import ChunkingPolicy, Indexer  # noqa: E402
-from lorag.ingest.store import EdgeVectorStore, Filter  # noqa: E402
+from lorag.core import db, models
+from lorag.ingest import service
+from lorag.ingest.embed import Embedder
+from lorag.ingest.pipeline import ChunkingPolicy, Indexer
+from lorag.ingest.store import EdgeVectorStore, Filter
 
 TARGET_RATIO = 0.8
 HTML_DIR = "usr/share/doc/python3.11/html"
@@ -58,14 +49,10 @@ def pick_pages(html: Path, count: int) -> list[Path]:
     return pages[::step][:count]
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=120, help="pages of the Python docs to ingest")
-    parser.add_argument("--cache", type=Path, default=REPO / ".cache" / "python-docs")
+    parser.add_argument("--cache", type=Path, default=common.REPO / ".cache" / "python-docs")
     parser.add_argument("--batch", type=int, default=64, help="embedding batch size")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
@@ -112,16 +99,12 @@ def main() -> None:
         "raw_embedding_chunks_per_s": round(len(texts) / embed_s, 1),
         "ratio_ingest_to_raw_embedding": round((chunks / ingest_s) / (len(texts) / embed_s), 3),
         "target_ratio": TARGET_RATIO,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_mb": common.peak_rss_mb(),
         "embed_batch": args.batch,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": common.machine(),
     }
     result["meets_target"] = result["ratio_ingest_to_raw_embedding"] >= TARGET_RATIO
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    common.emit(result, args.out)
 
 
 if __name__ == "__main__":

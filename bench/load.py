@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,16 +28,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import common  # bench/common.py: the repository on sys.path, packaged models only
 import httpx
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-from answer import percentile, start_server  # noqa: E402  (bench/answer.py)
+from answer import percentile, start_server  # bench/answer.py, beside this script
 
 
 def questions() -> list[str]:
-    rows = [json.loads(line) for line in (REPO / "samples/kb/support_qa.jsonl").read_text().splitlines() if line]
+    qa = common.REPO / "samples" / "kb" / "support_qa.jsonl"
+    rows = [json.loads(line) for line in qa.read_text().splitlines() if line]
     return [row["question"] for row in rows]
 
 
@@ -82,9 +79,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        env = {**os.environ, "LORAG_HOME": str(home / "home"), "HF_HUB_OFFLINE": "1",
-               "LORAG_MODELS__CACHE_DIR": str(REPO / ".cache" / "models"), "LORAG_SERVER__REQUIRE_KEYS": "true",
-               "LORAG_FINETUNE__IN_PROCESS": "false", "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "LORAG_HOME": str(home / "home"),  # with common's HF_HUB_OFFLINE
+               "LORAG_MODELS__CACHE_DIR": str(common.MODELS), "LORAG_SERVER__REQUIRE_KEYS": "true",
+               "LORAG_FINETUNE__IN_PROCESS": "false", "PYTHONPATH": str(common.REPO)}
         keys = [make_key(home, env, f"client-{i}", None) for i in range(args.clients)]
         greedy = make_key(home, env, "greedy", args.greedy_rate)
         server = start_server(home, args.port, env)
@@ -106,7 +103,7 @@ def main() -> None:
             server.terminate()
             server.wait(60)
         elapsed = time.perf_counter() - started
-    print(json.dumps(report(args, log, greedy, elapsed), indent=2))
+    common.emit(report(args, log, greedy, elapsed), args.out)
 
 
 def report(args: argparse.Namespace, log: list[tuple], greedy: str, elapsed: float) -> dict[str, Any]:
@@ -122,12 +119,9 @@ def report(args: argparse.Namespace, log: list[tuple], greedy: str, elapsed: flo
         "error_rate": round(sum(n for s, n in statuses.items() if s != "answer") / max(len(log), 1), 4),
         "unclear": sum(n for s, n in statuses.items() if s.startswith("unclear")),
         "target": "every request answered or refused with a clear 429/503 (unclear == 0)",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": common.machine(),
     }
     result["meets_target"] = result["unclear"] == 0
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import importlib.metadata
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,16 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import common  # before lorag: the repository on sys.path, packaged models only
 import numpy as np
 from qdrant_client import QdrantClient
 
-REPO = Path(__file__).resolve().parents[1]
-# Before bench/ itself, where bench/ingest.py would shadow the ingest package when run as a script.
-sys.path.insert(0, str(REPO))
-
-from lorag.core.models import resolve  # noqa: E402
-from lorag.ingest.sparse import SparseEncoder, SparseVector  # noqa: E402
-from lorag.ingest.store import EdgeVectorStore, Filter, Point, QdrantVectorStore, VectorStore, point_id  # noqa: E402
+from lorag.core.models import resolve
+from lorag.ingest.sparse import SparseEncoder, SparseVector
+from lorag.ingest.store import EdgeVectorStore, Filter, Point, QdrantVectorStore, VectorStore, point_id
 
 DIM = 384
 KBS = tuple(f"kb{i}" for i in range(5))
@@ -42,6 +35,7 @@ VOCAB = (999, 30522)  # bert-base-uncased word ids, as the embedder's tokenizer 
 LIMIT = 8
 TARGET_P95_MS = 50.0
 WRITE_BATCH = 1000
+MEASURED = ("ingest/store.py", "ingest/sparse.py", "bench/retrieval.py")  # the code hashed into the report
 
 
 @dataclass(frozen=True)
@@ -63,7 +57,7 @@ def encoder() -> SparseEncoder:
     """The packaged embedder's sparse encoder: the synthetic ids are dropped or kept as its vocabulary says."""
     from transformers import AutoTokenizer
 
-    location = resolve("packaged:all-minilm-l6-v2", REPO).location
+    location = resolve("packaged:all-minilm-l6-v2", common.REPO).location
     return SparseEncoder.for_tokenizer(AutoTokenizer.from_pretrained(location))
 
 
@@ -150,15 +144,12 @@ def bench_client_local(size: int, queries: Sequence[Query], warmup: int, seed: i
 
 def provenance(args: argparse.Namespace) -> dict:
     """What made these numbers: settings, versions, machine and a hash of the code measured."""
-    code = hashlib.sha256()
-    for rel in ("ingest/store.py", "ingest/sparse.py", "bench/retrieval.py"):
-        code.update((REPO / rel).read_bytes())
     versions = {p: importlib.metadata.version(p) for p in ("qdrant-edge-py", "qdrant-client", "numpy")}
     return {
         "settings": {**vars(args), "out": str(args.out) if args.out else None, "limit": LIMIT, "dim": DIM},
         "versions": {**versions, "python": sys.version.split()[0]},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "code_sha256": code.hexdigest()[:16],
+        "machine": common.machine(),
+        "code_sha256": common.code_sha256(MEASURED),
     }
 
 
@@ -187,10 +178,7 @@ def main() -> None:
         "meets_target": largest <= TARGET_P95_MS,
         **provenance(args),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    common.emit(report, args.out)
 
 
 if __name__ == "__main__":

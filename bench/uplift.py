@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,28 +20,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import common  # before lorag: the repository on sys.path, packaged models only
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lorag.app import ingest_cli, wiring
+from lorag.app.cli import SAMPLE_KBS, SAMPLES
+from lorag.app.wiring import SAMPLE_TASKS
+from lorag.core import models
+from lorag.core.settings import Settings
+from lorag.finetune import data
+from lorag.finetune.evaluate import Contender, evaluate_task
+from lorag.finetune.examples import GroundingContext, build_examples
+from lorag.finetune.tasks import METRICS, Data, Evaluation, Source, TaskSpec, Taxonomy, load_task
+from lorag.finetune.train import train_lora
+from lorag.retrieval.factory import build_answerer
+from lorag.retrieval.generate import TransformersGenerator
+from lorag.retrieval.search import Retriever
 
-from lorag.app import ingest_cli, wiring  # noqa: E402
-from lorag.app.cli import SAMPLE_KBS, SAMPLES  # noqa: E402
-from lorag.app.wiring import SAMPLE_TASKS  # noqa: E402
-from lorag.core import models  # noqa: E402
-from lorag.core.settings import Settings  # noqa: E402
-from lorag.finetune import data  # noqa: E402
-from lorag.finetune.evaluate import Contender, evaluate_task  # noqa: E402
-from lorag.finetune.examples import GroundingContext, build_examples  # noqa: E402
-from lorag.finetune.tasks import METRICS, Data, Evaluation, Source, TaskSpec, Taxonomy, load_task  # noqa: E402
-from lorag.finetune.train import train_lora  # noqa: E402
-from lorag.retrieval.factory import build_answerer  # noqa: E402
-from lorag.retrieval.generate import TransformersGenerator  # noqa: E402
-from lorag.retrieval.search import Retriever  # noqa: E402
-
-USDA = REPO.parent / "shared" / "data" / "usda_sr_legacy_foods.jsonl"
+USDA = common.REPO.parent / "shared" / "data" / "usda_sr_legacy_foods.jsonl"
 TARGET_POINTS = 20.0
 HEADLINE = {"classification": "macro_f1", "grounded-qa": "token_f1", "chat": "token_f1"}
 
@@ -150,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home), models={"cache_dir": REPO / ".cache" / "models"})
+        settings = Settings(home=Path(home), models={"cache_dir": common.MODELS})
         models.provision(settings.models.base, settings.models_dir)
         tasks = tasks_of(args.tasks, args.usda)
         if any(task.kind == "grounded-qa" for task in tasks):
@@ -161,13 +154,8 @@ def main() -> None:
                 rows.append(run_task(task, settings, stack, args))
                 print(json.dumps(rows[-1]), file=sys.stderr)
     report = {"benchmark": "uplift", "target": f"classification: adapter - base >= {TARGET_POINTS} macro-F1 points, "
-              "100% valid outputs", "tasks": rows, "machine": {"cpus": os.cpu_count(),
-                                                              "python": platform.python_version()}}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+              "100% valid outputs", "tasks": rows, "machine": common.machine()}
+    common.emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,27 +27,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import common  # before lorag: the repository on sys.path, packaged models only
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from lorag.app import ingest_cli, wiring
+from lorag.app.cli import SAMPLES
+from lorag.app.wiring import SAMPLE_TASKS
+from lorag.core import models
+from lorag.core.settings import Settings
+from lorag.finetune import data, nightly
+from lorag.finetune.evaluate import Contender, evaluate_task
+from lorag.finetune.tasks import Data, Documents, Evaluation, TaskSpec, load_task
+from lorag.finetune.train import train_lora
+from lorag.finetune.types import Record, stable_hash
+from lorag.retrieval.factory import build_answerer
+from lorag.retrieval.generate import TransformersGenerator
 
-from lorag.app import ingest_cli, wiring  # noqa: E402
-from lorag.app.cli import SAMPLES  # noqa: E402
-from lorag.app.wiring import SAMPLE_TASKS  # noqa: E402
-from lorag.core import models  # noqa: E402
-from lorag.core.settings import Settings  # noqa: E402
-from lorag.finetune import data, nightly  # noqa: E402
-from lorag.finetune.evaluate import Contender, evaluate_task  # noqa: E402
-from lorag.finetune.tasks import Data, Documents, Evaluation, TaskSpec, load_task  # noqa: E402
-from lorag.finetune.train import train_lora  # noqa: E402
-from lorag.finetune.types import Record, stable_hash  # noqa: E402
-from lorag.retrieval.factory import build_answerer  # noqa: E402
-from lorag.retrieval.generate import TransformersGenerator  # noqa: E402
-
-SHARED = REPO.parent / "shared" / "data"
+SHARED = common.REPO.parent / "shared" / "data"
 PYTHON_FAQ, PYTHON_QA = SHARED / "python-faq-html", SHARED / "python_faq_qa.jsonl"
 METRICS = ("token_f1", "citation_precision", "citation_recall", "abstention_on_answerable",
            "abstention_on_unanswerable", "answerable", "unanswerable")
@@ -162,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home), models={"cache_dir": REPO / ".cache" / "models"})
+        settings = Settings(home=Path(home), models={"cache_dir": common.MODELS})
         models.provision(settings.models.base, settings.models_dir)
         ingest_cli.sync_path(settings, SAMPLES / "support", kb="support", audience="public", wait=True)
         ingest_cli.sync_path(settings, PYTHON_FAQ, kb="python-faq", audience="public", wait=True)
@@ -171,11 +164,9 @@ def main() -> None:
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "items"}), file=sys.stderr, flush=True)
     report = {"benchmark": "uplift_qa", "targets": "token-F1 >= base + 0.15, citation precision >= 0.90, "
               "abstention on unanswerable >= 0.90, on answerable <= 0.15", "kbs": rows,
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "code": nightly.code_version()}
-    print(json.dumps({**report, "kbs": [{k: v for k, v in r.items() if k != "items"} for r in rows]}, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+              "machine": common.machine(), "code": nightly.code_version()}
+    brief = {**report, "kbs": [{k: v for k, v in r.items() if k != "items"} for r in rows]}  # without every answer
+    common.emit(report, args.out, shown=brief)
 
 
 if __name__ == "__main__":
