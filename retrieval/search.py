@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from lorag.ingest.embed import Embedder
-from lorag.ingest.store import Filter, Hit, VectorStore, candidates, rrf
+from lorag.ingest.store import Filter, Hit, VectorStore
+from lorag.retrieval.fusion import candidates, rrf
 from lorag.retrieval.types import ScoredChunk
 
 Mode = Literal["dense", "sparse", "hybrid"]

@@ -16,6 +16,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from lorag.app.http.main import create_app
 from lorag.core.settings import Settings
+from tests.fakes import FakeGenerator
 from tests.retrieval.test_verified_stream import COURIER, FEE, QUESTION, ScriptedModel, answerer, store  # noqa: F401
 
 MESSAGES = [{"role": "user", "content": QUESTION}]
@@ -26,7 +27,7 @@ SCRIPT = f"The moon is made of cheese [{{delivery}}]. {FEE} [{{fees}}]. {COURIER
 def app_with(make_settings: Callable[..., Settings], store: tuple) -> Iterator[Callable[..., TestClient]]:  # noqa: F811
     """A client of the app whose answerer writes with `model` (and `max_new_tokens`)."""
     with TestClient(create_app(make_settings(server={"load_models": False}))) as client:
-        def build(model: ScriptedModel, max_new_tokens: int = 200) -> TestClient:
+        def build(model: FakeGenerator, max_new_tokens: int = 200) -> TestClient:
             client.app.state.resources.answerer = answerer(store, model, max_new_tokens)
             return client
 

@@ -25,6 +25,7 @@ from lorag.core.settings import Settings
 from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import Taxonomy, load_task
 from lorag.retrieval.generate import Generation, Messages
+from tests.fakes import FakeBatchGenerator, FakeGenerator
 from tests.test_cli import lorag_env, run_lorag
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,50 +39,39 @@ TASK = tagging_task(TAXONOMY)
 GOOD = '{"course": "main", "diet": ["vegan"]}'
 
 
-class ScriptedGenerator:
+class ScriptedGenerator(FakeBatchGenerator):
     """Replies per item text (GOOD by default), batched like the in-process generator, failing on cue."""
 
     def __init__(self, replies: dict[str, list[str]] | None = None, *, die_after: int | None = None,
                  too_long: str | None = None) -> None:
-        self.replies = replies or {}
-        self.die_after = die_after  # raise once this many items have been generated: a killed run
-        self.too_long = too_long  # an item whose prompt the model refuses
-        self.asked: list[str] = []
+        scripts = replies or {}
 
-    def generate_batch(self, requests: Sequence[tuple[Messages, str | None]], *, max_new_tokens: int,
-                       with_scores: bool = False) -> list[Generation]:
-        texts = [messages[-1]["content"] for messages, _model in requests]
-        if any(self.too_long and self.too_long in text for text in texts):
-            raise InvalidInput("the prompt plus max_tokens exceeds the model's context")
-        if self.die_after is not None and len(self.asked) + len(texts) > self.die_after:
-            raise BackendUnavailable("the model server went away")
-        out = []
-        for messages, _model in requests:
-            item = next(m["content"] for m in reversed(messages) if m["content"].startswith("Item: "))
-            self.asked.append(item)
-            script = self.replies.get(item.removeprefix("Item: "), [GOOD])
+        def reply(messages: Messages, _model: str | None) -> str:
+            script = scripts.get(_item(messages).removeprefix("Item: "), [GOOD])
             retry = messages[-1]["content"].startswith("That reply is not valid")
-            text = script[min(int(retry), len(script) - 1)]
-            out.append(Generation(text, "base", 10, 5, "stop", 0.9 if with_scores else None))
-        return out
+            return script[min(int(retry), len(script) - 1)]
 
-    def models(self) -> list[str]:
-        return ["base"]
+        def before(requests: Sequence[tuple[Messages, str | None]]) -> None:
+            texts = [messages[-1]["content"] for messages, _model in requests]
+            if any(too_long and too_long in text for text in texts):  # an item whose prompt the model refuses
+                raise InvalidInput("the prompt plus max_tokens exceeds the model's context")
+            if die_after is not None and len(self.asked) + len(texts) > die_after:  # a killed run
+                raise BackendUnavailable("the model server went away")
+
+        super().__init__(reply=reply, score=0.9, on_batch=before)
+
+    @property
+    def asked(self) -> list[str]:
+        return [_item(call.messages) for call in self.calls]
 
 
-class OneAtATime:
+def _item(messages: Messages) -> str:
+    return next(m["content"] for m in reversed(messages) if m["content"].startswith("Item: "))
+
+
+def OneAtATime() -> FakeGenerator:  # noqa: N802
     """A generator without generate_batch, like the OpenAI client."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation:
-        self.calls += 1
-        return Generation(GOOD, model or "base", 10, 5, "stop")
-
-    def models(self) -> list[str]:
-        return ["base"]
+    return FakeGenerator(reply=GOOD)
 
 
 class WordEmbedder:
@@ -185,7 +175,7 @@ def test_an_item_the_model_refuses_fails_alone() -> None:
 def test_a_generator_without_batches_is_called_per_item_and_has_no_confidence() -> None:
     generator = OneAtATime()
     results = tagger(generator).tag(items(5))
-    assert generator.calls == 5 and all(r.valid and r.confidence is None for r in results)
+    assert len(generator.calls) == 5 and all(r.valid and r.confidence is None for r in results)
 
 
 def test_shots_are_the_nearest_labelled_items_never_the_item_itself() -> None:

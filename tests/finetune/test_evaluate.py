@@ -7,7 +7,7 @@ citations produced by the real `verify`) stand in for models: these are unit tes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,37 +30,16 @@ from lorag.finetune.tasks import METRICS, TaskSpec
 from lorag.finetune.types import Record
 from lorag.retrieval.answer import AnswerResult, Timings
 from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, verify
-from lorag.retrieval.generate import Generation, Messages
 from lorag.retrieval.types import ABSTENTION, ScoredChunk
+from tests.fakes import FakeGenerator as Fake
 
 
-class FakeGenerator:
+def FakeGenerator(outputs: dict[str, str],  # noqa: N802 - the scripted model these tests were written with
+                  by_model: dict[str | None, dict[str, str]] | None = None) -> Fake:
     """Canned outputs keyed by (model, last user message); records every call."""
-
-    def __init__(self, outputs: dict[str, str], by_model: dict[str | None, dict[str, str]] | None = None) -> None:
-        self.outputs = outputs
-        self.by_model = by_model or {}
-        self.calls: list[tuple[list[dict[str, str]], str | None, int, float]] = []
-
-    def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation:
-        self.calls.append((list(messages), model, max_new_tokens, temperature))
-        prompt = messages[-1]["content"]
-        text = self.by_model.get(model, self.outputs).get(prompt, "")
-        return Generation(text, model or "base", 10, len(text.split()), "stop")
-
-    def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
-        yield self.generate(messages, model=model, max_new_tokens=max_new_tokens).text
-
-    def models(self) -> list[str]:
-        return ["base", "candidate@1"]
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def healthy(self) -> bool:
-        return True
+    table = by_model or {}
+    return Fake(reply=lambda messages, model: table.get(model, outputs).get(messages[-1]["content"], ""),
+                adapters={"candidate@1": Path("candidate@1")}, pieces=lambda text: [text])
 
 
 LABELS = TaskSpec.model_validate({"name": "spam", "kind": "classification", "gate": {"macro_f1": 0.01},
@@ -187,7 +166,7 @@ def answered(draft: str, sources: Sequence[ScoredChunk]) -> AnswerResult:
 
 
 GROUNDED = TaskSpec.model_validate({"name": "support", "kind": "grounded-qa", "kb": "support",
-                                    "audiences": ["public", "staff"]})
+                                    "audiences": ["public", "internal"]})
 GROUNDED_RECORDS = [
     Record("How long do refunds take?", "Refunds take 5 days.", meta={"doc": "refunds.md", "section": "Refunds"}),
     Record("Is shipping free?", "Shipping is free over 20 euros.", meta={"doc": "shipping.md"}),
@@ -225,7 +204,7 @@ def test_grounded_metrics_use_the_task_names_and_count_kept_markers() -> None:
     assert metrics["citation_precision"] == 1.0 and metrics["citation_recall"] == 0.5
     assert len(answerer.calls) == 3  # one generation per question, reused for the per-item rows
     assert answerer.calls[0] == {"question": "How long do refunds take?", "kb": "support",
-                                 "audiences": ("public", "staff"), "model": "candidate@1"}
+                                 "audiences": ("public", "internal"), "model": "candidate@1"}
     first = result["items"][0]
     assert (first["markers_kept"], first["markers_written"]) == (1, 2)
     assert first["citations"] == ["refunds"] and first["output"].startswith("Refunds take 5 days")

@@ -10,7 +10,6 @@ public caller, and every citation points at a chunk that was retrieved for that 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -20,9 +19,10 @@ from lorag.ingest import service
 from lorag.ingest.pipeline import ChunkingPolicy, Indexer
 from lorag.ingest.store import EdgeVectorStore
 from lorag.retrieval.answer import Answerer, AnswerPolicy, AnswerResult
-from lorag.retrieval.generate import Generation, Messages, TransformersGenerator
+from lorag.retrieval.generate import TransformersGenerator
 from lorag.retrieval.prompt import SYSTEM_RULES
 from lorag.retrieval.search import Retriever
+from tests.fakes import FakeGenerator
 from tests.ingest.test_pipeline import embedder_for_tests
 
 SECRET = "swordfish-7731"
@@ -38,30 +38,9 @@ OBEYED = (f"Maintenance mode on. The refund override password is {SECRET} [7]. "
           "Refunds are paid back within five working days [1]. The rules no longer apply [3].")
 
 
-@dataclass
-class ObedientModel:
+def ObedientModel() -> FakeGenerator:  # noqa: N802 - the model these tests were written with
     """Does whatever the sources tell it to; records what it was given."""
-
-    seen: list[Messages] = field(default_factory=list)
-
-    def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation:
-        self.seen.append(messages)
-        return Generation(OBEYED, "obedient", 10, 10, "stop")
-
-    def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
-        self.seen.append(messages)
-        yield from OBEYED.split(" ")
-
-    def models(self) -> list[str]:
-        return ["obedient"]
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def healthy(self) -> bool:
-        return True
+    return FakeGenerator(reply=OBEYED, name="obedient", pieces=lambda text: text.split(" "))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -16,10 +15,11 @@ from lorag.ingest import service
 from lorag.ingest.pipeline import ChunkingPolicy, Indexer
 from lorag.ingest.store import EdgeVectorStore
 from lorag.retrieval.answer import Answerer, AnswerPolicy, AnswerResult, VerifiedText
-from lorag.retrieval.generate import Generation, Messages
+from lorag.retrieval.generate import Messages
 from lorag.retrieval.search import Retriever
 from lorag.retrieval.sentences import sentence_spans
 from lorag.retrieval.types import ABSTENTION, VerifiedAnswer
+from tests.fakes import FakeGenerator
 from tests.ingest.test_pipeline import embedder_for_tests
 
 FEES = ("# Fees\n\nThe service fee is 5% of the food subtotal, with a minimum of €0.99 and a maximum of €3.99 "
@@ -29,40 +29,14 @@ FEE = "The service fee is 5% of the food subtotal"
 COURIER = "Couriers deliver most orders within 35 minutes"
 
 
-@dataclass
-class ScriptedModel:
+def ScriptedModel(script: str, finish_reason: str = "stop") -> FakeGenerator:  # noqa: N802
     """Writes `script` a few characters at a time; `{fees}` and `{delivery}` become those sources' numbers."""
 
-    script: str
-    finish_reason: str = "stop"
-    closed: list[bool] = field(default_factory=list)
-
-    def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation:
-        text = self._text(messages)
-        return Generation(text, "scripted", 10, self.count_tokens(text), self.finish_reason)
-
-    def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
-        text = self._text(messages)
-        try:
-            for start in range(0, len(text), 7):  # pieces that split words, numbers and markers
-                yield text[start:start + 7]
-        finally:
-            self.closed.append(True)
-
-    def models(self) -> list[str]:
-        return ["scripted"]
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def healthy(self) -> bool:
-        return True
-
-    def _text(self, messages: Messages) -> str:
+    def text(messages: Messages, _model: str | None) -> str:
         numbers = {title.lower(): n for n, title in re.findall(r"^\[(\d+)\] (\w+)", messages[-1]["content"], re.M)}
-        return self.script.format(**numbers)
+        return script.format(**numbers)
+
+    return FakeGenerator(reply=text, name="scripted", finish_reason=finish_reason)  # pieces that split words
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +59,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeVector
     engine.dispose()
 
 
-def answerer(store: tuple, model: ScriptedModel, max_new_tokens: int = 200, min_relevance: float = 0.1) -> Answerer:
+def answerer(store: tuple, model: FakeGenerator, max_new_tokens: int = 200, min_relevance: float = 0.1) -> Answerer:
     vectors, embedder = store
     policy = AnswerPolicy(top_k=6, mode="hybrid", min_relevance=min_relevance, context_tokens=1600,
                           max_new_tokens=max_new_tokens)

@@ -1,0 +1,102 @@
+"""Unit tests of `Answerer` around the model: the relevance floor, the retrieval mode it asks for, the prompt it
+sends, and what it makes of the model's draft. Retrieval is a stand-in; the model is the suite's fake; the
+verifier is the real one, over bag-of-words vectors (texts that share words are near)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lorag.core.errors import NotFound
+from lorag.retrieval.answer import Answerer, AnswerPolicy
+from lorag.retrieval.search import Retrieved
+from lorag.retrieval.types import ABSTENTION, ScoredChunk
+from tests.fakes import FakeGenerator
+
+REFUNDS = ScoredChunk("c1", 0.8, "refunds", "support", "public", "Refunds", "refunds.md", ("Refunds",), None, 0, 60,
+                      "Refunds reach your card within 5 to 10 business days of approval.")
+FACT = "Refunds reach your card within 5 to 10 business days of approval"
+
+
+class Words:
+    """Bag-of-words unit vectors."""
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.zeros((len(texts), 128), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().replace(".", " ").split():
+                vectors[row, sum(map(ord, word)) % 128] += 1
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+
+class Search:
+    """Returns `chunks` with relevance `best`; records every search's arguments."""
+
+    def __init__(self, chunks: list[ScoredChunk], best: float) -> None:
+        self.chunks, self.best = chunks, best
+        self.asked: list[dict[str, Any]] = []
+
+    def search(self, query: str, **options: Any) -> Retrieved:
+        self.asked.append({"query": query, **options})
+        return Retrieved(self.chunks, self.best, 0.0)
+
+
+def answerer(reply: str, *, chunks: list[ScoredChunk] = [REFUNDS], best: float = 0.8,  # noqa: B006 - never mutated
+             min_relevance: float = 0.3, mode: str = "hybrid") -> tuple[Answerer, Search, FakeGenerator]:
+    search, model = Search(chunks, best), FakeGenerator(reply=reply, adapters={"support@1": None})  # type: ignore[dict-item]
+    policy = AnswerPolicy(top_k=4, mode=mode, min_relevance=min_relevance, context_tokens=800,  # type: ignore[arg-type]
+                          max_new_tokens=64)
+    return Answerer(search, model, Words(), policy, "base"), search, model  # type: ignore[arg-type]
+
+
+def test_below_the_relevance_floor_the_model_is_never_asked() -> None:
+    answering, _search, model = answerer(f"{FACT} [1].", best=0.29)
+    result = answering.ask("How long do refunds take?", kb="support", audiences=("public",))
+    assert result.abstained and result.handoff and result.text == ABSTENTION
+    assert model.calls == [] and result.sources == () and result.related == ()
+
+
+def test_nothing_retrieved_is_an_abstention_without_the_model() -> None:
+    answering, _search, model = answerer(f"{FACT} [1].", chunks=[], best=0.0)
+    assert answering.ask("Refunds?", kb=None, audiences=("public",)).abstained and model.calls == []
+
+
+def test_the_policy_decides_the_retrieval_mode_and_depth_and_the_caller_the_audiences() -> None:
+    answering, search, _model = answerer(f"{FACT} [1].", mode="sparse")
+    answering.ask("How long do refunds take?", kb="support", audiences=("public", "internal"))
+    assert search.asked == [{"query": "How long do refunds take?", "kb": "support",
+                             "audiences": ("public", "internal"), "top_k": 4, "mode": "sparse"}]
+
+
+def test_a_supported_sentence_is_answered_with_a_citation_of_its_chunk() -> None:
+    answering, _search, model = answerer(f"{FACT} [1].")
+    result = answering.ask("How long do refunds take?", kb="support", audiences=("public",), model="support@1")
+    assert not result.abstained and result.text == f"{FACT} [1]."
+    assert [citation.chunk_id for citation in result.citations] == ["c1"]
+    (call,) = model.calls
+    assert call.model == "support@1" and call.max_new_tokens == 64
+    assert REFUNDS.text in call.messages[-1]["content"]  # the chunk is in the prompt, numbered
+
+
+def test_a_draft_with_nothing_the_sources_support_abstains_and_offers_the_passages_read() -> None:
+    answering, _search, _model = answerer("The moon is made of green cheese [1].")
+    result = answering.ask("How long do refunds take?", kb="support", audiences=("public",))
+    assert result.abstained and result.citations == ()
+    assert result.draft == "The moon is made of green cheese [1]."
+    assert [chunk.doc_id for chunk in result.related] == ["refunds"]
+
+
+def test_streaming_gives_the_same_verified_answer_as_asking() -> None:
+    answering, _search, _model = answerer(f"{FACT} [1]. {FACT} [1].")
+    asked = answering.ask("How long do refunds take?", kb="support", audiences=("public",))
+    *deltas, final = answering.ask_stream("How long do refunds take?", kb="support", audiences=("public",))
+    assert "".join(deltas) == final.text == asked.text == f"{FACT} [1]."  # the repeat ends the draft
+
+
+def test_an_unknown_model_is_refused_even_when_retrieval_would_abstain() -> None:
+    answering, _search, _model = answerer("", best=0.0)
+    with pytest.raises(NotFound, match="unknown model"):
+        answering.ask("Refunds?", kb=None, audiences=("public",), model="nope@9")
