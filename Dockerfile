@@ -11,6 +11,7 @@ COPY core core
 COPY ingest ingest
 COPY retrieval retrieval
 COPY finetune finetune
+COPY tagging tagging
 COPY app app
 # The sample tasks and knowledge bases install as package data (lorag/samples); compose also points
 # LORAG_FINETUNE__TASKS at this copy.

@@ -30,7 +30,8 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.sql.schema import Table
 
-from lorag.app import ingest_cli, wiring
+from lorag.app import wiring
+from lorag.app.cli import documents
 from lorag.core import db
 from lorag.core.errors import Conflict, InvalidInput
 from lorag.core.settings import Settings
@@ -99,7 +100,7 @@ def restore(settings: Settings, source: Path) -> RestoreReport:
     finally:
         engine.dispose()
     with wiring.open_ingest(settings) as ctx:
-        outcomes = ingest_cli.run_inline(ctx, doc_ids)
+        outcomes = documents.run_inline(ctx, doc_ids)
     failed = sum(outcome.status != DocumentStatus.INDEXED for outcome in outcomes)
     return RestoreReport(rows, adapters, len(doc_ids) - failed, failed)
 

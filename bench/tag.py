@@ -1,6 +1,6 @@
 """Tagging: the batch path against a naive loop, and the adapter against the prompt-only base, in one run.
 
-1. Throughput: the same test items, the same model and the same prompts, tagged by `app.tagging.Tagger`
+1. Throughput: the same test items, the same model and the same prompts, tagged by `tagging.tagger.Tagger`
    (`generate_batch`, 32 rows, the shared system prompt computed once) and by a naive loop of `generate`, one
    item at a time; the two alternate batch by batch so the load of a shared machine falls on both alike.
    items/s and their ratio (target >= 5).
@@ -30,7 +30,6 @@ from typing import Any
 import common  # before lorag: the repository on sys.path, packaged models only
 import torch
 
-from lorag.app.tagging import Item, ShotIndex, Tagger, shot_examples
 from lorag.app.wiring import SAMPLE_TASKS
 from lorag.core import models
 from lorag.finetune import data
@@ -42,6 +41,7 @@ from lorag.finetune.train import train_lora
 from lorag.finetune.types import Record
 from lorag.ingest.embed import Embedder
 from lorag.retrieval.generate import TransformersGenerator
+from lorag.tagging.tagger import Item, ShotIndex, Tagger, shot_examples
 
 USDA = common.REPO.parent / "shared" / "data" / "usda_sr_legacy_foods.jsonl"
 TARGET_RATIO = 5.0
@@ -171,8 +171,8 @@ def compare_run(task: TaskSpec, records: Sequence[Record] | None, args: argparse
     same shots as a contender. Nothing is fitted on the test split."""
     from peft import PeftModel
 
-    from lorag.app.tagging_confidence import TransformersScorer, fit_calibration
-    from lorag.app.tagging_eval import compare
+    from lorag.tagging.confidence import TransformersScorer, fit_calibration
+    from lorag.tagging.evaluate import compare
 
     splits = splits_of(task, records)
     model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", common.MODELS), "cpu")
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads when tagging (1 is steadiest on a "
                         "shared CPU; training uses every core)")
-    parser.add_argument("--compare", action="store_true", help="the tagger against its baselines (app.tagging_eval)")
+    parser.add_argument("--compare", action="store_true", help="the tagger against its baselines (tagging.evaluate)")
     parser.add_argument("--calibration-items", type=int, default=60, help="--compare: validation items, at most")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

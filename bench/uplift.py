@@ -22,8 +22,9 @@ from typing import Any
 
 import common  # before lorag: the repository on sys.path, packaged models only
 
-from lorag.app import ingest_cli, wiring
-from lorag.app.cli import SAMPLE_KBS, SAMPLES
+from lorag.app import wiring
+from lorag.app.cli import documents
+from lorag.app.cli.server import SAMPLE_KBS, SAMPLES
 from lorag.app.wiring import SAMPLE_TASKS
 from lorag.core import models
 from lorag.core.settings import Settings
@@ -94,12 +95,12 @@ def fair_baselines(task: TaskSpec, splits: dict[str, list[Any]], test: list[Any]
                    stack: wiring.IngestContext | None) -> dict[str, Any]:
     """The generated-JSON uplift above compares with a base that may not write the format. Here every contender
     writes valid tags: the adapter and the base under constrained decoding with the same 3 retrieved shots, the
-    kNN vote of the training items, and the shipped blend calibrated on the validation split (app.tagging_eval)."""
+    kNN vote of the training items, and the shipped blend calibrated on the validation split (tagging.evaluate)."""
     from peft import PeftModel
 
-    from lorag.app.tagging import Item, ShotIndex, Tagger, shot_examples
-    from lorag.app.tagging_confidence import TransformersScorer, fit_calibration
-    from lorag.app.tagging_eval import compare
+    from lorag.tagging.confidence import TransformersScorer, fit_calibration
+    from lorag.tagging.evaluate import compare
+    from lorag.tagging.tagger import Item, ShotIndex, Tagger, shot_examples
 
     assert stack is not None
     network, tokenizer = models.load_causal_lm(base, "cpu")
@@ -148,7 +149,7 @@ def main() -> None:
         tasks = tasks_of(args.tasks, args.usda)
         if any(task.kind == "grounded-qa" for task in tasks):
             for kb, audience in SAMPLE_KBS[:1]:
-                ingest_cli.sync_path(settings, SAMPLES / kb, kb=kb, audience=audience, wait=True)
+                documents.sync_path(settings, SAMPLES / kb, kb=kb, audience=audience, wait=True)
         with wiring.open_ingest(settings) as stack:
             for task in tasks:
                 rows.append(run_task(task, settings, stack, args))

@@ -29,8 +29,9 @@ from typing import Any
 
 import common  # before lorag: the repository on sys.path, packaged models only
 
-from lorag.app import ingest_cli, wiring
-from lorag.app.cli import SAMPLES
+from lorag.app import wiring
+from lorag.app.cli import documents
+from lorag.app.cli.server import SAMPLES
 from lorag.app.wiring import SAMPLE_TASKS
 from lorag.core import models
 from lorag.core.settings import Settings
@@ -157,8 +158,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), models={"cache_dir": common.MODELS})
         models.provision(settings.models.base, settings.models_dir)
-        ingest_cli.sync_path(settings, SAMPLES / "support", kb="support", audience="public", wait=True)
-        ingest_cli.sync_path(settings, PYTHON_FAQ, kb="python-faq", audience="public", wait=True)
+        documents.sync_path(settings, SAMPLES / "support", kb="support", audience="public", wait=True)
+        documents.sync_path(settings, PYTHON_FAQ, kb="python-faq", audience="public", wait=True)
         for kb in args.kbs:
             rows.append(run_kb(kb, settings, args))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "items"}), file=sys.stderr, flush=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lorag.app import backup, ingest_cli, wiring
+from lorag.app import backup, wiring
+from lorag.app.cli import documents
 from lorag.core import db, keys
 from lorag.core.errors import Conflict, InvalidInput
 from lorag.core.settings import Settings
@@ -23,7 +24,7 @@ def populate(settings: Settings, docs: Path) -> None:
     docs.mkdir()
     for i in range(3):
         (docs / f"policy-{i}.md").write_text(f"# Policy {i}\n\nRefunds over {i}0 euros need a second approval.\n")
-    _run_id, report, outcomes = ingest_cli.ingest_paths(settings, [docs], kb="policies", audience="internal",
+    _run_id, report, outcomes = documents.ingest_paths(settings, [docs], kb="policies", audience="internal",
                                                         wait=True)
     assert [outcome.status for outcome in outcomes] == ["indexed"] * 3
     with wiring.open_registry(settings) as sessions:

@@ -26,7 +26,7 @@ PURE_MODULES = [
     "lorag.app.http.routes.answers",
     "lorag.app.scheduler",
     "lorag.app.slack",
-    "lorag.app.tagging_cli",
+    "lorag.tagging.checkpoint",
 ]
 
 

@@ -18,13 +18,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lorag.app.http.main import create_app
-from lorag.app.tagging import Item, ShotIndex, Tagger, load_taxonomy, matching_task, same_taxonomy, tagging_task
-from lorag.app.tagging_cli import items_of, labelled_records, read_table, run_resumable, write_table
 from lorag.core.errors import BackendUnavailable, InvalidInput
 from lorag.core.settings import Settings
 from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import Taxonomy, load_task
 from lorag.retrieval.generate import Generation, Messages
+from lorag.tagging.checkpoint import run_resumable
+from lorag.tagging.tables import items_of, labelled_records, read_table, write_table
+from lorag.tagging.tagger import Item, ShotIndex, Tagger, load_taxonomy, matching_task, same_taxonomy, tagging_task
 from tests.fakes import FakeBatchGenerator, FakeGenerator
 from tests.test_cli import lorag_env, run_lorag
 
@@ -280,7 +281,7 @@ def test_lorag_tag_refuses_bad_input_before_loading_anything(tmp_path: Path) -> 
 
 
 def test_a_finished_output_is_never_overwritten(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
-    from lorag.app.tagging_cli import tag_command
+    from lorag.app.cli.tagging import tag_command
 
     output = tmp_path / "tags.jsonl"
     output.write_text('{"id": "m01"}\n')

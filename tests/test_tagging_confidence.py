@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from lorag.app.tagging import Item, Tagger, tagging_task
-from lorag.app.tagging_cli import auto_batch_size, read_table, run_resumable, write_review
-from lorag.app.tagging_confidence import (
+from lorag.core.errors import ConfigError
+from lorag.finetune.prompts import parse_output
+from lorag.finetune.tasks import Taxonomy
+from lorag.retrieval.generate import Messages
+from lorag.tagging.checkpoint import auto_batch_size, run_resumable
+from lorag.tagging.confidence import (
     NEVER,
     Calibration,
     Distribution,
@@ -24,10 +27,8 @@ from lorag.app.tagging_confidence import (
     floor_threshold,
     knn_distribution,
 )
-from lorag.core.errors import ConfigError
-from lorag.finetune.prompts import parse_output
-from lorag.finetune.tasks import Taxonomy
-from lorag.retrieval.generate import Messages
+from lorag.tagging.tables import read_table, write_review
+from lorag.tagging.tagger import Item, Tagger, tagging_task
 
 DIET = Taxonomy(fields={
     "course": {"type": "single", "values": ["starter", "main"]},
@@ -140,8 +141,8 @@ def test_a_tagger_needs_a_model() -> None:
 
 @pytest.mark.slow
 def test_the_base_model_scores_only_allowed_values(models_dir: Path) -> None:
-    from lorag.app.tagging_confidence import TransformersScorer
     from lorag.core import models
+    from lorag.tagging.confidence import TransformersScorer
 
     model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", models_dir), "cpu")
     scorer = TransformersScorer(model, tokenizer, name="base")
@@ -163,9 +164,9 @@ def _messages(task: object, text: str) -> Sequence[dict[str, str]]:
 
 
 def test_the_comparison_scores_the_tagger_and_the_knn_baseline() -> None:
-    from lorag.app.tagging import ShotIndex
-    from lorag.app.tagging_eval import compare
     from lorag.finetune.types import Record
+    from lorag.tagging.evaluate import compare
+    from lorag.tagging.tagger import ShotIndex
     from tests.test_tagging import WordEmbedder
 
     veg = {"course": "main", "diet": ["vegetarian", "vegan", "dairy-free"]}

@@ -15,8 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from lorag.app import wiring
-from lorag.app.tagging_cli import read_table, write_review
-from lorag.app.tagging_confirm import confirm_command
+from lorag.app.cli.tagging import confirm_command
 from lorag.app.wiring import configured_tasks
 from lorag.core.errors import InvalidInput
 from lorag.core.settings import Settings
@@ -24,6 +23,7 @@ from lorag.core.tables import Feedback, FeedbackKind
 from lorag.finetune.data import split_of
 from lorag.finetune.nightly import Stack, prepare
 from lorag.finetune.tasks import find_task
+from lorag.tagging.tables import read_table, write_review
 from tests.test_cli import lorag_env, run_lorag
 
 TASK = """\

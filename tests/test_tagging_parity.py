@@ -15,13 +15,15 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
+from lorag.app.cli.tagging import tag_command
 from lorag.app.http.main import create_app
-from lorag.app.http.routes.tagging import JobBoard, JobRequest, TaggingJob
-from lorag.app.tagging import taxonomy_task
-from lorag.app.tagging_cli import read_table, tag_command
+from lorag.app.http.routes.tagging import JobRequest
 from lorag.core.settings import Settings
 from lorag.finetune.data import dedupe, load_records, split
 from lorag.finetune.tasks import load_task
+from lorag.tagging.jobs import JobBoard, TaggingJob
+from lorag.tagging.tables import read_table
+from lorag.tagging.tagger import taxonomy_task
 from tests.test_tagging import MENU_TASK, WordEmbedder
 
 TAXONOMY = {"fields": {

@@ -21,7 +21,6 @@ import httpx
 import pytest
 
 from lorag.app.adapters import AdapterRouter
-from lorag.app.tagging import Item, Tagger, taxonomy_task
 from lorag.core import db
 from lorag.core.errors import BackendUnavailable
 from lorag.core.models import load_causal_lm, resolve
@@ -31,6 +30,7 @@ from lorag.finetune.tasks import Lora, TaskSpec, Training
 from lorag.finetune.train import train_lora
 from lorag.finetune.types import Example
 from lorag.retrieval.generate import OpenAIGenerator, TransformersGenerator
+from lorag.tagging.tagger import Item, Tagger, taxonomy_task
 from tests.conftest import REPO, free_port, unavailable
 from tests.test_cli import _wait_ready, lorag_env
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lorag.app.tagging import MAX_CALIBRATION_ITEMS
 from lorag.finetune.data import dedupe, load_records, split
 from lorag.finetune.tasks import load_task
+from lorag.tagging.tagger import MAX_CALIBRATION_ITEMS
 
 MENU_TASK = Path(__file__).resolve().parents[2] / "samples" / "tasks" / "menu-tagging.yaml"
 

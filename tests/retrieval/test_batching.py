@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from lorag.app.tagging import BatchGenerator
 from lorag.core.errors import InvalidInput, NotFound
 from lorag.retrieval import factory
 from lorag.retrieval.batching import BatchingGenerator
 from lorag.retrieval.generate import Generation, Messages, TransformersGenerator
+from lorag.tagging.tagger import BatchGenerator
 
 BASE = "base"
 

@@ -10,22 +10,16 @@ as `lorag tag` tags (`JobBoard._tagger`): constrained scoring of every allowed v
 holds, confidence calibrated on held-out labelled items, the taxonomy's precision floors and implications, and
 `needs_review`; the same items with the same adapter get the same tags either way.
 
-Jobs are kept in this process's memory, not in a file under LORAG_HOME/runs: a job holds at most MAX_ITEMS items
-and is tagged by the model this process holds, so it cannot outlive the process anyway, and a file would need a
-reader in every replica behind a load balancer. The last KEEP_JOBS jobs are kept; a restart forgets them and
-the client resubmits. Large files go through `lorag tag`, which checkpoints and resumes.
+A job holds at most MAX_ITEMS items; the jobs live in this process's memory (`tagging.jobs`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
 import threading
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,35 +27,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from lorag.app.http.auth import requires
 from lorag.app.http.deps import ResourcesDep, TagCaller
 from lorag.app.resources import Resources
-from lorag.app.tagging import (
-    Item,
-    ShotIndex,
-    Tagger,
-    TagResult,
-    calibration_of,
-    matching_task,
-    shot_pool,
-    taxonomy_task,
-)
-from lorag.app.tagging_confidence import SharedScorer
-from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError, NotFound, shown
+from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput, LoragError
 from lorag.core.keys import Principal
-from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import TaskSpec, find_task
-from lorag.finetune.types import Record
-from lorag.retrieval.batching import BatchingGenerator
-from lorag.retrieval.generate import Generator, TransformersGenerator
+from lorag.tagging.jobs import JobBoard, Status, TaggingJob, examples_records
+from lorag.tagging.tagger import matching_task, taxonomy_task
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/tagging", tags=["tagging"])
 
 MAX_ITEMS = 1000
-KEEP_JOBS = 200
-# A batch holds the in-process model until it is done, and questions to /v1/ask wait behind it: smaller batches
-# than `lorag tag`'s keep that wait to a few seconds on a CPU.
-BATCH_SIZE = 8
-Status = Literal["queued", "running", "succeeded", "failed"]
-Pool = tuple[ShotIndex | None, list[Record]]  # labelled examples for the prompts and the vote; held-out items
 
 
 class ItemIn(BaseModel):
@@ -120,104 +95,14 @@ class JobOut(BaseModel):
     results: list[dict[str, Any]]
 
 
-@dataclass
-class TaggingJob:
-    id: str
-    spec: TaskSpec
-    request: JobRequest
-    model: str | None
-    status: Status = "queued"
-    results: list[TagResult] = field(default_factory=list)
-    error: str | None = None
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    finished_at: datetime | None = None
-
-    def out(self) -> JobOut:
-        order = {item.id: number for number, item in enumerate(self.request.items)}
-        results = sorted(self.results, key=lambda result: order[result.id])  # batches go shortest first
-        valid = sum(result.valid for result in results)
-        return JobOut(id=self.id, status=self.status, task=self.spec.name, model=self.model,
-                      total=len(self.request.items), done=len(results), valid=valid,
-                      failed=len(results) - valid, error=self.error, created_at=self.created_at,
-                      finished_at=self.finished_at, results=[result.as_row() for result in results])
-
-
-class JobBoard:
-    """The jobs of this process, tagged one after another by one thread (the model runs one batch at a time)."""
-
-    def __init__(self, resources: Resources) -> None:
-        self.resources = resources
-        self._jobs: dict[str, TaggingJob] = {}
-        self._lock = threading.Lock()
-        self._queue: queue.Queue[TaggingJob] = queue.Queue()
-        self._pools: dict[str, Pool] = {}  # task → its labelled examples (embedded once) and held-out items
-        threading.Thread(target=self._work, name="lorag-tagging", daemon=True).start()
-
-    def submit(self, job: TaggingJob) -> None:
-        with self._lock:
-            self._jobs[job.id] = job
-            finished = [key for key, old in self._jobs.items() if old.status in ("succeeded", "failed")]
-            for key in finished[: max(0, len(self._jobs) - KEEP_JOBS)]:
-                del self._jobs[key]
-        self._queue.put(job)
-
-    def get(self, job_id: str) -> TaggingJob:
-        job = self._jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"no tagging job {shown(job_id)} (jobs are kept in memory until a restart)", param="id")
-        return job
-
-    def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            job.status = "running"
-            try:
-                for batch in self._tagger(job).batches([Item(i.id, i.text) for i in job.request.items]):
-                    job.results = [*job.results, *batch]  # replaced whole: a reader sees a consistent list
-                status: Status = "succeeded"
-            except LoragError as error:
-                status, job.error = "failed", error.message
-            except Exception:  # an edge: the thread must outlive one bad job
-                logger.exception("tagging job %s failed", job.id)
-                status, job.error = "failed", "internal error; the server log has the details"
-            job.finished_at = datetime.now(UTC)
-            job.status = status  # last: a client that sees it finished sees its end time and error too
-
-    def _tagger(self, job: TaggingJob) -> Tagger:
-        """The tagger `lorag tag` builds (`tagging_cli.build_tagger`) on the model this process serves: the
-        in-process network scores the taxonomy's values, a model server generates under the JSON schema; the same
-        labelled pool votes, and the same calibration (fitted once, shared on disk) sets the precision floors."""
-        generator = self.resources.answer_generator
-        if generator is None:
-            raise BackendUnavailable("the models are not loaded (LORAG_SERVER__LOAD_MODELS=false)")
-        index, held_out = self._pool(job)
-        scorer = _scorer(generator, job.model)
-        tagger = Tagger(None if scorer is not None else generator, job.spec, model=job.model, shots=index,
-                        k_shots=job.request.shots, batch_size=BATCH_SIZE,
-                        max_new_tokens=job.spec.evaluation.max_new_tokens, scorer=scorer)
-        tagger.calibration = calibration_of(tagger, held_out, self.resources.settings.runs_dir / "calibration")
-        return tagger
-
-    def _pool(self, job: TaggingJob) -> Pool:
-        """The request's examples, else the task's training split (embedded once per task), with the items to
-        calibrate on: `shot_pool`, as `lorag tag --examples` or `lorag tag --task` chooses them."""
-        embedder = self.resources.embedder
-        if job.request.examples:
-            examples, held_out = shot_pool(job.spec, _records(job.spec, job.request.examples))
-            return (ShotIndex(embedder, examples) if embedder is not None else None), held_out
-        if job.spec.name not in self._pools:
-            examples, held_out = shot_pool(job.spec, None)
-            self._pools[job.spec.name] = (ShotIndex(embedder, examples) if examples and embedder is not None
-                                          else None), held_out
-        return self._pools[job.spec.name]
-
-
-def _scorer(generator: Generator, model: str | None) -> SharedScorer | None:
-    """Constrained scoring on the in-process model (as `lorag tag` scores); None for a model server (vLLM)."""
-    inner = generator.inner if isinstance(generator, BatchingGenerator) else generator
-    if not isinstance(inner, TransformersGenerator):
-        return None
-    return SharedScorer(inner, model, name=model or inner.base_name)
+def job_out(job: TaggingJob) -> JobOut:
+    order = {item.id: number for number, item in enumerate(job.request.items)}
+    results = sorted(job.results, key=lambda result: order[result.id])  # batches go shortest first
+    valid = sum(result.valid for result in results)
+    return JobOut(id=job.id, status=job.status, task=job.spec.name, model=job.model,
+                  total=len(job.request.items), done=len(results), valid=valid,
+                  failed=len(results) - valid, error=job.error, created_at=job.created_at,
+                  finished_at=job.finished_at, results=[result.as_row() for result in results])
 
 
 def board_of(request: Request, resources: ResourcesDep) -> JobBoard:
@@ -244,11 +129,11 @@ def create_job(body: JobRequest, resources: ResourcesDep,
     ids = [item.id for item in body.items]
     if len(set(ids)) != len(ids):
         raise InvalidInput("item ids must be unique within a job", param="items")
-    _records(spec, body.examples)  # bad examples are the caller's error, reported now rather than in the job
+    examples_records(spec, body.examples)  # bad examples are the caller's error, reported now rather than in the job
     model = _permitted_model(principal, resources, body.model, spec.name)
     job = TaggingJob(id=f"tag-{uuid.uuid4().hex}", spec=spec, request=body, model=model)
     board.submit(job)
-    return job.out()
+    return job_out(job)
 
 
 @router.post("/confirmations", status_code=201, response_model=ConfirmationOut, summary="Store tags a person "
@@ -257,8 +142,8 @@ def confirm(body: ConfirmationRequest, resources: ResourcesDep,
             principal: TagCaller) -> ConfirmationOut:
     """As `lorag confirm-tags`: every item is checked against the taxonomy and its implications first (errors name
     items by position, from 1), then all are stored in one transaction; an item confirmed again gets the new tags."""
-    from lorag.app.tagging_confirm import confirmations, store
     from lorag.app.wiring import configured_tasks
+    from lorag.tagging.confirm import confirmations, store
 
     principal.check_model(body.task)  # a key bound to some adapters teaches only their tasks
     try:
@@ -279,7 +164,7 @@ def confirm(body: ConfirmationRequest, resources: ResourcesDep,
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="A tagging job's status, counts and results",
             dependencies=[Depends(requires("tag"))])
 def get_job(job_id: str, board: Annotated[JobBoard, Depends(board_of)]) -> JobOut:
-    return board.get(job_id).out()
+    return job_out(board.get(job_id))
 
 
 def _permitted_model(principal: Principal, resources: Resources, model: str | None, task: str) -> str | None:
@@ -316,17 +201,3 @@ def _spec(body: JobRequest, resources: Resources) -> TaskSpec:
         return spec
     spec = taxonomy_task(body.taxonomy or {}, "taxonomy")
     return matching_task(spec, configured) or spec
-
-
-def _records(spec: TaskSpec, examples: list[ExampleIn]) -> list[Record]:
-    assert spec.taxonomy is not None
-    records = []
-    for index, example in enumerate(examples):
-        tags = example.tags if isinstance(example.tags, str) else json.dumps(example.tags)
-        parsed = parse_output(spec.taxonomy, tags)
-        if not parsed.valid:
-            raise InvalidInput(f"examples[{index}].tags do not fit the taxonomy: {parsed.problem}",
-                               param=f"examples.{index}.tags")
-        records.append(Record(prompt=example.text, output=parsed.value))
-    return records
-

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-import logging
-import signal
 import time
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from lorag.app.cli.base import AudienceOption, cli_settings, edge
+from lorag.core.audience import Audience
+from lorag.core.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from lorag.ingest.pipeline import Outcome
+    from lorag.ingest.service import SubmitReport
+import logging
+import signal
+from collections.abc import Sequence
+
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.orm import Session, sessionmaker
 
 from lorag.app.wiring import IngestContext, open_ingest, open_registry
-from lorag.core.settings import Settings
 from lorag.ingest import registry, service
 from lorag.ingest.factory import build_indexer, build_queue
 from lorag.ingest.pipeline import Indexer, Outcome
@@ -126,3 +137,53 @@ def run_worker(settings: Settings, threads: int) -> None:
             time.sleep(0.2)
         for worker in workers:
             worker.stop()
+
+
+app = typer.Typer()
+
+
+@app.command()
+@edge
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (folders are read recursively).")],
+    kb: Annotated[str, typer.Option(help="Knowledge base to add them to.")],
+    audience: Annotated[Audience, AudienceOption] = Audience.PUBLIC,
+    wait: Annotated[bool, typer.Option(help="With a Redis queue: wait for the workers to finish.")] = True,
+) -> None:
+    """Add or update documents; unchanged ones cost nothing. Exit code 1 if any document failed."""
+
+
+    job_id, report, outcomes = ingest_paths(cli_settings(), paths, kb=kb, audience=audience, wait=wait)
+    _report(job_id, report, outcomes)
+
+
+@app.command()
+@edge
+def sync(
+    folder: Annotated[Path, typer.Argument(help="Folder to mirror.")],
+    kb: Annotated[str, typer.Option(help="Knowledge base that mirrors the folder.")],
+    audience: Annotated[Audience, AudienceOption] = Audience.PUBLIC,
+    wait: Annotated[bool, typer.Option(help="With a Redis queue: wait for the workers to finish.")] = True,
+) -> None:
+    """Mirror a folder into a knowledge base: add new files, update changed ones, delete removed ones."""
+
+
+    job_id, report, outcomes = sync_path(cli_settings(), folder, kb=kb, audience=audience, wait=wait)
+    _report(job_id, report, outcomes)
+
+
+def _report(job_id: str, report: SubmitReport, outcomes: list[Outcome]) -> None:
+
+
+    line, code = summarise(report, outcomes)
+    typer.echo(f"{line} (job {job_id})")
+    raise typer.Exit(code)
+
+
+@app.command()
+@edge
+def worker(threads: Annotated[int, typer.Option(min=1, help="Documents indexed at once.")] = 1) -> None:
+    """Consume ingestion jobs (run several, on several machines, with a Redis queue)."""
+
+
+    run_worker(cli_settings(), threads)

@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lorag.app.tagging import Item, Raw, Tagger
-from lorag.app.tagging_confidence import (
+from lorag.finetune.evaluate import classification_metrics
+from lorag.finetune.tasks import Taxonomy
+from lorag.finetune.types import Record
+from lorag.tagging.confidence import (
     Calibration,
     Decision,
     Distribution,
@@ -28,9 +30,7 @@ from lorag.app.tagging_confidence import (
     expected_calibration_error,
     field_specs,
 )
-from lorag.finetune.evaluate import classification_metrics
-from lorag.finetune.tasks import Taxonomy
-from lorag.finetune.types import Record
+from lorag.tagging.tagger import Item, Raw, Tagger
 
 
 def compare(tagger: Tagger, records: Sequence[Record], base: Scorer | None = None) -> dict[str, dict[str, Any]]:

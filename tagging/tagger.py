@@ -30,7 +30,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from pydantic import ValidationError
 
-from lorag.app.tagging_confidence import (
+from lorag.core.errors import ConfigError, InvalidInput
+from lorag.finetune.prompts import classification_messages, json_schema, parse_output
+from lorag.finetune.tasks import TaskSpec, Taxonomy, load_task, read_mapping
+from lorag.finetune.types import Record, stable_hash
+from lorag.retrieval.generate import Generation, Generator, Messages
+from lorag.tagging.confidence import (
     CONFIDENCE_Z,
     Calibration,
     Distribution,
@@ -42,11 +47,6 @@ from lorag.app.tagging_confidence import (
     knn_distribution,
     one_hot,
 )
-from lorag.core.errors import ConfigError, InvalidInput
-from lorag.finetune.prompts import classification_messages, json_schema, parse_output
-from lorag.finetune.tasks import TaskSpec, Taxonomy, load_task, read_mapping
-from lorag.finetune.types import Record, stable_hash
-from lorag.retrieval.generate import Generation, Generator, Messages
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""`lorag confirm-tags`: the review rows a person checked become confirmed tags, which the next night trains on.
+"""Confirmed tags: the review rows a person checked, which the next night trains on (`lorag confirm-tags`,
+`POST /v1/tagging/confirmations`).
 
     lorag tag menu.csv --task menu-tagging --output tags.jsonl --review-below 0.8
     # in tags.review.jsonl: correct each row's tags, and set "confirmed": true on every row you checked
@@ -20,14 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-
-from lorag.app.tagging_cli import read_table, tagging_spec
-from lorag.app.tagging_confidence import implications
 from lorag.core.errors import InvalidInput
-from lorag.core.settings import Settings
 from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import TaskSpec, Taxonomy
+from lorag.tagging.confidence import implications
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -45,28 +42,6 @@ class Confirmation:
     text: str
     tags: str | dict[str, Any]
     model: str | None  # the model whose tags were reviewed, when the row names it
-
-
-def confirm_command(settings: Settings, review_file: Path, *, taxonomy: Path | None, task: str | None) -> int:
-    """`lorag confirm-tags`: check every row, then store the confirmed ones in one transaction."""
-    from lorag.app import wiring
-    from lorag.app.wiring import configured_tasks
-
-    spec = tagging_spec(settings, taxonomy, task)
-    names = [configured.name for configured in configured_tasks(settings)]
-    if spec.name not in names:
-        raise InvalidInput(f"confirmed tags train a configured task, and this taxonomy is no configured task's; "
-                           f"name one with --task ({', '.join(names) or 'none'})")
-    confirmed, unmarked = confirmations(read_table(review_file), spec, review_file)
-    with wiring.open_registry(settings) as sessions:
-        store(sessions, spec, confirmed)
-    typer.echo(f"stored {len(confirmed)} confirmed item(s) for task {spec.name}; {unmarked} row(s) not marked "
-               "confirmed were left out")
-    if spec.data.feedback:
-        typer.echo("the next nightly run trains on them")
-    else:
-        typer.echo(f"note: task {spec.name} has data.feedback: false, so its nightly runs ignore confirmed tags")
-    return 0
 
 
 def confirmations(rows: Sequence[Mapping[str, Any]], task: TaskSpec,
