@@ -12,6 +12,7 @@ COPY ingest ingest
 COPY retrieval retrieval
 COPY finetune finetune
 COPY tagging tagging
+COPY serving serving
 COPY app app
 # The sample tasks and knowledge bases install as package data (lorag/samples); compose also points
 # LORAG_FINETUNE__TASKS at this copy.

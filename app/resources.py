@@ -10,7 +10,6 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from lorag.app.adapters import AdapterRouter
 from lorag.app.scheduler import Scheduler
 from lorag.core import db, models
 from lorag.core.settings import Settings
@@ -19,8 +18,10 @@ from lorag.ingest.factory import build_embedder, build_indexer, build_queue, bui
 from lorag.ingest.store import VectorStore
 from lorag.ingest.worker import IngestQueue, Worker
 from lorag.retrieval.answer import Answerer
-from lorag.retrieval.factory import build_answer_generator, build_answerer
-from lorag.retrieval.generate import Generator
+from lorag.retrieval.factory import build_answerer
+from lorag.serving.factory import build_answer_generator
+from lorag.serving.protocol import Generator
+from lorag.serving.router import AdapterRouter
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Resources:
     tasks: list[str] = field(default_factory=list)  # the configured tasks' names, for /v1/models
 
     def resolve_model(self, model: str | None, kb: str | None) -> str | None:
-        """The adapter version (or base model, None) a request is answered with; see app.adapters."""
+        """The adapter version (or base model, None) a request is answered with; see serving.router."""
         return self.router.resolve(model, kb) if self.router else model
 
     def close(self) -> None:

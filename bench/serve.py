@@ -36,18 +36,21 @@ from pathlib import Path
 import common  # before lorag: the repository on sys.path, packaged models only
 import httpx
 
-from lorag.app.model_server import vllm_command, vllm_environment
 from lorag.core import models
 from lorag.core.settings import GeneratorSettings, Settings
 from lorag.core.tables import AdapterStatus
 from lorag.finetune.nightly import code_version
 from lorag.finetune.registry import AdapterRecord
-from lorag.retrieval.batching import BatchingGenerator
-from lorag.retrieval.generate import Generator, Messages, OpenAIGenerator, TransformersGenerator
+from lorag.serving.batching import BatchingGenerator
+from lorag.serving.local import TransformersGenerator
+from lorag.serving.protocol import Generator, Messages
+from lorag.serving.remote import OpenAIGenerator
+from lorag.serving.vllm import vllm_command, vllm_environment
 
 BASE = "packaged:smollm2-135m-instruct"
 VLLM_PYTHON = common.REPO / ".venv-vllm" / "bin" / "python"
-MEASURED = ("retrieval/batching.py", "retrieval/generate.py", "bench/serve.py")  # the code hashed into the report
+MEASURED = ("serving/batching.py", "serving/local.py", "serving/remote.py",
+            "bench/serve.py")  # the code hashed into the report
 MIXES = ("base", "one_adapter", "mixed4")
 TARGETS = {"batched_vs_sequential": 3.0, "mixed4_vs_one_adapter": 0.8, "vllm_vs_transformers_on_gpu": 3.0}
 PROMPTS = ["What is the capital of France?", "Name three fruits.", "How do I reset a forgotten password?",

@@ -40,7 +40,7 @@ from lorag.finetune.tasks import Data, Evaluation, SplitSpec, TaskSpec, Taxonomy
 from lorag.finetune.train import train_lora
 from lorag.finetune.types import Record
 from lorag.ingest.embed import Embedder
-from lorag.retrieval.generate import TransformersGenerator
+from lorag.serving.local import TransformersGenerator
 from lorag.tagging.tagger import Item, ShotIndex, Tagger, shot_examples
 
 USDA = common.REPO.parent / "shared" / "data" / "usda_sr_legacy_foods.jsonl"

@@ -34,8 +34,8 @@ from lorag.finetune.examples import GroundingContext, build_examples
 from lorag.finetune.tasks import METRICS, Data, Evaluation, Source, TaskSpec, Taxonomy, load_task
 from lorag.finetune.train import train_lora
 from lorag.retrieval.factory import build_answerer
-from lorag.retrieval.generate import TransformersGenerator
 from lorag.retrieval.search import Retriever
+from lorag.serving.local import TransformersGenerator
 
 USDA = common.REPO.parent / "shared" / "data" / "usda_sr_legacy_foods.jsonl"
 TARGET_POINTS = 20.0

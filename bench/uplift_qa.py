@@ -41,7 +41,7 @@ from lorag.finetune.tasks import Data, Documents, Evaluation, TaskSpec, load_tas
 from lorag.finetune.train import train_lora
 from lorag.finetune.types import Record, stable_hash
 from lorag.retrieval.factory import build_answerer
-from lorag.retrieval.generate import TransformersGenerator
+from lorag.serving.local import TransformersGenerator
 
 SHARED = common.REPO.parent / "shared" / "data"
 PYTHON_FAQ, PYTHON_QA = SHARED / "python-faq-html", SHARED / "python_faq_qa.jsonl"

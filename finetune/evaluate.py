@@ -28,7 +28,7 @@ from lorag.finetune.types import GateResult, Record
 from lorag.retrieval.answer import Answerer, AnswerResult
 from lorag.retrieval.citations import split_answer
 from lorag.retrieval.evaluate import QAItem, answer_metrics, is_relevant, rouge_l, token_f1
-from lorag.retrieval.generate import Generator
+from lorag.serving.protocol import Generator
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +92,15 @@ def _greedy_texts(task: TaskSpec, records: Sequence[Record], generator: Generato
     """Greedy outputs for the records' prompts, in batches where the backend batches (same outputs, less time)."""
     prompts = [classification_messages(task, record.prompt) for record in records]
     limit = task.evaluation.max_new_tokens
-    batched = getattr(generator, "generate_batch", None)
-    if batched is None:
+    if not generator.capabilities.batch:
         return [generator.generate(messages, model=model, max_new_tokens=limit, temperature=0.0).text
                 for messages in prompts]
     texts: list[str] = []
     for start in range(0, len(prompts), EVAL_BATCH):
         chunk = prompts[start:start + EVAL_BATCH]
-        texts += [generation.text for generation in batched([(messages, model) for messages in chunk],
-                                                            max_new_tokens=limit)]
+        batch = [(messages, model) for messages in chunk]
+        texts += [generation.text for generation in generator.generate_batch(batch,  # type: ignore[attr-defined]
+                                                                             max_new_tokens=limit)]
     return texts
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
 from pydantic import PrivateAttr
 
-from lorag.retrieval.generate import Generator
+from lorag.serving.protocol import Generator
 
 CONTEXT_WINDOW = 8192  # SmolLM2's
 

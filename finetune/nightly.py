@@ -39,9 +39,9 @@ from lorag.finetune.types import Example, GateResult, Record, TrainResult
 from lorag.ingest.embed import Embedder
 from lorag.ingest.store import VectorStore
 from lorag.retrieval.factory import build_answerer
-from lorag.retrieval.generate import TransformersGenerator
 from lorag.retrieval.search import Retriever
 from lorag.retrieval.types import ScoredChunk
+from lorag.serving.local import TransformersGenerator
 
 logger = logging.getLogger(__name__)
 

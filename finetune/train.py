@@ -448,6 +448,6 @@ def _generate(model: PeftModel, tokenizer: PreTrainedTokenizerBase,
 
 
 def _prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, str]]) -> list[int]:
-    # Must match retrieval/generate.py TransformersGenerator._encode token for token: train and serve see the same.
+    # Must match serving/local.py TransformersGenerator._encode token for token: train and serve see the same.
     return list(tokenizer.apply_chat_template([dict(m) for m in messages], add_generation_prompt=True,
                                               return_dict=True)["input_ids"])

@@ -24,11 +24,11 @@ import numpy as np
 from lorag.core.errors import NotFound, shown
 from lorag.ingest.embed import Embedder
 from lorag.retrieval.citations import LEXICAL_THRESHOLD, SEMANTIC_THRESHOLD, verify
-from lorag.retrieval.generate import Generator
 from lorag.retrieval.prompt import build_prompt, condense_query
 from lorag.retrieval.search import Mode, Retriever
 from lorag.retrieval.sentences import MARKER, is_terminated, sentence_spans
 from lorag.retrieval.types import ABSTENTION, Citation, Prompt, ScoredChunk, VerifiedAnswer
+from lorag.serving.protocol import Generator
 
 logger = logging.getLogger(__name__)
 

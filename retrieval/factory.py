@@ -1,4 +1,5 @@
-"""`build_*` factories for answering: settings sections in, plain constructor arguments out."""
+"""`build_*` factories for answering: settings sections in, plain constructor arguments out. Generators are
+built by `serving.factory`."""
 
 from __future__ import annotations
 
@@ -7,30 +8,8 @@ from lorag.core.settings import Settings
 from lorag.ingest.embed import Embedder
 from lorag.ingest.store import VectorStore
 from lorag.retrieval.answer import Answerer, AnswerPolicy
-from lorag.retrieval.batching import BatchingGenerator
-from lorag.retrieval.generate import Generator, TransformersGenerator, build_generator
 from lorag.retrieval.search import CrossEncoderReranker, Reranker, Retriever
-
-
-def build_answer_generator(settings: Settings) -> Generator:
-    """The in-process model (embedded default) or a client of an OpenAI-compatible server such as vLLM."""
-    section = settings.generator
-    ref = models.resolve(settings.models.base, settings.models_dir)
-    if section.backend == "transformers":
-        model, tokenizer = models.load_causal_lm(ref, settings.models.device)
-    else:
-        from transformers import AutoTokenizer
-
-        model, tokenizer = None, AutoTokenizer.from_pretrained(ref.location, local_files_only=ref.local)
-    api_key = section.api_key.get_secret_value() if section.api_key else None
-    generator = build_generator(section.backend, model=model, tokenizer=tokenizer,
-                                base_name=models.served_name(settings.models.base), adapters={},
-                                base_url=section.base_url, api_key=api_key, timeout_s=section.timeout_s,
-                                repetition_penalty=section.repetition_penalty)
-    if isinstance(generator, TransformersGenerator) and section.batch_max > 1:
-        # A server (vLLM) batches concurrent requests itself; the in-process model needs this in front of it.
-        return BatchingGenerator(generator, max_batch=section.batch_max, max_wait_s=section.batch_wait_s)
-    return generator
+from lorag.serving.protocol import Generator
 
 
 def build_reranker(settings: Settings) -> Reranker | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lorag.finetune.tasks import Taxonomy
-from lorag.retrieval.generate import Messages
+from lorag.serving.protocol import Messages
 
 if TYPE_CHECKING:
     import torch

@@ -23,8 +23,7 @@ from lorag.core.settings import Settings
 from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import TaskSpec
 from lorag.finetune.types import Record
-from lorag.retrieval.batching import BatchingGenerator
-from lorag.retrieval.generate import Generator, TransformersGenerator
+from lorag.serving.protocol import Generator
 from lorag.tagging.confidence import SharedScorer
 from lorag.tagging.tagger import Embeds, Item, ShotIndex, Tagger, TagResult, calibration_of, shot_pool
 
@@ -149,10 +148,9 @@ class JobBoard:
 
 def _scorer(generator: Generator, model: str | None) -> SharedScorer | None:
     """Constrained scoring on the in-process model (as `lorag tag` scores); None for a model server (vLLM)."""
-    inner = generator.inner if isinstance(generator, BatchingGenerator) else generator
-    if not isinstance(inner, TransformersGenerator):
+    if not generator.capabilities.network:
         return None
-    return SharedScorer(inner, model, name=model or inner.base_name)
+    return SharedScorer(generator, model, name=model or generator.base_name)  # type: ignore[arg-type, attr-defined]
 
 
 

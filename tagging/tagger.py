@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
@@ -34,7 +34,7 @@ from lorag.core.errors import ConfigError, InvalidInput
 from lorag.finetune.prompts import classification_messages, json_schema, parse_output
 from lorag.finetune.tasks import TaskSpec, Taxonomy, load_task, read_mapping
 from lorag.finetune.types import Record, stable_hash
-from lorag.retrieval.generate import Generation, Generator, Messages
+from lorag.serving.protocol import Generation, Generator, Messages
 from lorag.tagging.confidence import (
     CONFIDENCE_Z,
     Calibration,
@@ -92,22 +92,6 @@ class TagResult:
 
 class Embeds(Protocol):
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@runtime_checkable
-class BatchGenerator(Protocol):
-    """A generator that decodes several prompts in one batch (the in-process one)."""
-
-    def generate_batch(self, requests: Sequence[tuple[Messages, str | None]], *, max_new_tokens: int,
-                       with_scores: bool = False) -> list[Generation]: ...
-
-
-@runtime_checkable
-class JsonGenerator(Protocol):
-    """A generator whose server constrains output to a JSON schema (vLLM's guided decoding)."""
-
-    def generate_json(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                      schema: Mapping[str, Any]) -> Generation: ...
 
 
 class ShotIndex:
@@ -273,17 +257,18 @@ class Tagger:
 
     def _generate_all(self, requests: Sequence[Messages]) -> list[Generation]:
         assert self.generator is not None, "without a scorer a tagger has a generator"
-        if isinstance(self.generator, BatchGenerator):
-            return self.generator.generate_batch([(messages, self.model) for messages in requests],
-                                                 max_new_tokens=self.max_new_tokens, with_scores=True)
+        if self.generator.capabilities.batch:
+            batch = [(messages, self.model) for messages in requests]
+            return self.generator.generate_batch(batch, max_new_tokens=self.max_new_tokens,  # type: ignore[attr-defined]
+                                                 with_scores=True)
 
         schema = json_schema(self.taxonomy) if self.taxonomy.fields is not None else None
         generator = self.generator
 
         def one(messages: Messages) -> Generation:
-            if schema is not None and isinstance(generator, JsonGenerator):  # valid by construction
-                return generator.generate_json(messages, model=self.model, max_new_tokens=self.max_new_tokens,
-                                               schema=schema)
+            if schema is not None and generator.capabilities.json_schema:  # valid by construction
+                return generator.generate_json(messages, model=self.model,  # type: ignore[attr-defined]
+                                               max_new_tokens=self.max_new_tokens, schema=schema)
             return generator.generate(messages, model=self.model, max_new_tokens=self.max_new_tokens)
 
         # A server (vLLM) batches concurrent requests itself; a thread per row lets it.

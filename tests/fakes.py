@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from lorag.core.errors import NotFound
-from lorag.retrieval.generate import Generation, Messages
+from lorag.serving.protocol import Capabilities, Generation, Messages
 
 Reply = str | Callable[[Messages, str | None], str]
 Request = tuple[Messages, str | None]
@@ -29,6 +29,7 @@ class Call(NamedTuple):
 
 @dataclass
 class FakeGenerator:
+    capabilities = Capabilities(runtime_adapters=True)
     reply: Reply = ""
     name: str = "base"  # the base model's name: what `models()` lists first and a request without a model gets
     adapters: dict[str, Path] = field(default_factory=dict)
@@ -84,6 +85,8 @@ class FakeGenerator:
 @dataclass
 class FakeBatchGenerator(FakeGenerator):
     """The same model with `generate_batch`, as the in-process backend has: callers that batch take that path."""
+
+    capabilities = Capabilities(batch=True, runtime_adapters=True)
 
     score: float | None = None  # what `generate_batch(with_scores=True)` reports as each output's probability
     on_batch: Callable[[Sequence[Request]], None] | None = None  # runs before a batch is answered; may raise

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from lorag.app.adapters import AdapterRouter
 from lorag.core import db
 from lorag.core.errors import BackendUnavailable
 from lorag.core.tables import AdapterStatus
 from lorag.finetune import registry
 from lorag.finetune.tasks import TaskSpec
+from lorag.serving.router import AdapterRouter
 
 
 class RecordingHost:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lorag.app.model_server import vllm_command, vllm_environment
 from lorag.core.settings import Settings
 from lorag.core.tables import AdapterStatus
 from lorag.finetune.registry import AdapterRecord
+from lorag.serving.vllm import vllm_command, vllm_environment
 
 
 def record(tmp_path: Path, name: str, rank: int) -> AdapterRecord:

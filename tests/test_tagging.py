@@ -22,7 +22,7 @@ from lorag.core.errors import BackendUnavailable, InvalidInput
 from lorag.core.settings import Settings
 from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import Taxonomy, load_task
-from lorag.retrieval.generate import Generation, Messages
+from lorag.serving.protocol import Generation, Messages
 from lorag.tagging.checkpoint import run_resumable
 from lorag.tagging.tables import items_of, labelled_records, read_table, write_table
 from lorag.tagging.tagger import Item, ShotIndex, Tagger, load_taxonomy, matching_task, same_taxonomy, tagging_task

@@ -14,7 +14,7 @@ import pytest
 from lorag.core.errors import ConfigError
 from lorag.finetune.prompts import parse_output
 from lorag.finetune.tasks import Taxonomy
-from lorag.retrieval.generate import Messages
+from lorag.serving.protocol import Messages
 from lorag.tagging.checkpoint import auto_batch_size, run_resumable
 from lorag.tagging.confidence import (
     NEVER,

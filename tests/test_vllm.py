@@ -20,7 +20,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lorag.app.adapters import AdapterRouter
 from lorag.core import db
 from lorag.core.errors import BackendUnavailable
 from lorag.core.models import load_causal_lm, resolve
@@ -29,7 +28,9 @@ from lorag.finetune import registry
 from lorag.finetune.tasks import Lora, TaskSpec, Training
 from lorag.finetune.train import train_lora
 from lorag.finetune.types import Example
-from lorag.retrieval.generate import OpenAIGenerator, TransformersGenerator
+from lorag.serving.local import TransformersGenerator
+from lorag.serving.remote import OpenAIGenerator
+from lorag.serving.router import AdapterRouter
 from lorag.tagging.tagger import Item, Tagger, taxonomy_task
 from tests.conftest import REPO, free_port, unavailable
 from tests.test_cli import _wait_ready, lorag_env

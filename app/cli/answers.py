@@ -13,8 +13,8 @@ from lorag.core.settings import Settings
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from lorag.app.adapters import AdapterRouter
-    from lorag.retrieval.generate import Generator
+    from lorag.serving.protocol import Generator
+    from lorag.serving.router import AdapterRouter
 
 app = typer.Typer()
 
@@ -31,7 +31,8 @@ def ask(
 ) -> None:
     """Answer a question from the knowledge base and print its sources."""
     from lorag.app import wiring
-    from lorag.retrieval.factory import build_answer_generator, build_answerer
+    from lorag.retrieval.factory import build_answerer
+    from lorag.serving.factory import build_answer_generator
 
     settings = cli_settings()
     with wiring.open_ingest(settings) as ctx:
@@ -58,8 +59,8 @@ def ask(
 
 def _serve_adapters(settings: Settings, sessions: sessionmaker[Session], generator: Generator) -> AdapterRouter:
     """The registry's active adapters, loaded into a one-off command's generator."""
-    from lorag.app.adapters import AdapterRouter
     from lorag.app.wiring import configured_tasks
+    from lorag.serving.router import AdapterRouter
 
     router = AdapterRouter(generator, sessions, configured_tasks(settings), poll_s=settings.finetune.poll_s,
                            drain_s=settings.finetune.drain_s)

@@ -64,7 +64,8 @@ def eval_answers(
     """Token-F1, ROUGE-L, citation precision/recall and abstention, answerable and unanswerable."""
     from lorag.app import wiring
     from lorag.retrieval import evaluate
-    from lorag.retrieval.factory import build_answer_generator, build_answerer
+    from lorag.retrieval.factory import build_answerer
+    from lorag.serving.factory import build_answer_generator
 
     settings = cli_settings()
     items = evaluate.load_qa(qa)[:limit]

@@ -96,8 +96,9 @@ def serve(
 @edge
 def serve_model() -> None:
     """Run vLLM (OpenAI-compatible) with the base model and the active adapter versions (LORAG_VLLM__*)."""
-    from lorag.app import model_server, wiring
+    from lorag.app import wiring
     from lorag.finetune import registry
+    from lorag.serving import vllm as model_server
 
     settings = cli_settings()
     models.provision(settings.models.base, settings.models_dir)

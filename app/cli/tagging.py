@@ -108,7 +108,7 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
     (vLLM) generates under its JSON schema. Labelled examples serve the prompts and the neighbours' vote, and held-out
     ones fit the calibration (cached per model, taxonomy and data)."""
     from lorag.app import wiring
-    from lorag.retrieval.factory import build_answer_generator
+    from lorag.serving.factory import build_answer_generator
 
     with wiring.open_registry(settings) as sessions:
         adapter = _adapter(sessions, spec, model)
@@ -121,7 +121,7 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
         scorer = _scorer(settings, adapter, model)
     else:
         generator = build_answer_generator(settings)
-        if adapter is not None and hasattr(generator, "add_adapter"):  # vLLM serves its adapters by name already
+        if adapter is not None and generator.capabilities.runtime_adapters:
             generator.add_adapter(adapter.name, adapter.path)
     tagger = Tagger(generator, spec, model=name, shots=index, k_shots=shots, batch_size=batch_size,
                     max_new_tokens=spec.evaluation.max_new_tokens, scorer=scorer)

@@ -18,7 +18,7 @@ from lorag.finetune import train
 from lorag.finetune.tasks import Lora, Training
 from lorag.finetune.train import IGNORE, end_of_turn_id, plan_micro_batches, tokenize_example, train_lora
 from lorag.finetune.types import Example
-from lorag.retrieval.generate import TransformersGenerator
+from lorag.serving.local import TransformersGenerator
 
 QUESTION = [{"role": "user", "content": "What is the code word?"}]
 ANSWER = "The code word is PINEAPPLE."

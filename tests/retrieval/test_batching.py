@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from lorag.core.errors import InvalidInput, NotFound
-from lorag.retrieval import factory
-from lorag.retrieval.batching import BatchingGenerator
-from lorag.retrieval.generate import Generation, Messages, TransformersGenerator
-from lorag.tagging.tagger import BatchGenerator
+from lorag.serving import factory
+from lorag.serving.batching import BatchingGenerator
+from lorag.serving.local import TransformersGenerator
+from lorag.serving.protocol import Capabilities, Generation, Messages
 
 BASE = "base"
 
@@ -31,6 +31,8 @@ def ask(text: str) -> list[dict[str, str]]:
 
 class FakeGenerator:
     """Answers "<model>:<question>"; records every batch; the first batch can be held until `release` is set."""
+
+    capabilities = Capabilities(batch=True, runtime_adapters=True)
 
     def __init__(self, *, hold_first: bool = False, failure: Exception | None = None) -> None:
         self.base_name = BASE
@@ -188,7 +190,7 @@ def test_the_rest_of_the_generator_is_the_wrapped_one() -> None:
     generator.remove_adapter("a@1")
     assert generator.models() == [BASE, "b@1"] and generator.base_name == BASE
     assert generator.count_tokens("two words") == 2 and generator.healthy()
-    assert isinstance(generator, BatchGenerator)  # tagging and evaluation still batch their own rows
+    assert generator.capabilities.batch  # tagging and evaluation still batch their own rows
     assert [g.text for g in generator.generate_batch([(ask("x"), "b@1")], max_new_tokens=4)] == ["b@1:x"]
     generator.close()
     assert not generator.healthy()

@@ -19,7 +19,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from lorag.core.errors import BackendUnavailable, ConfigError, Conflict, InvalidInput, LoragError, NotFound
 from lorag.core.models import load_causal_lm, resolve
-from lorag.retrieval.generate import OpenAIGenerator, TransformersGenerator, build_generator
+from lorag.serving.factory import build_generator
+from lorag.serving.local import TransformersGenerator
+from lorag.serving.remote import OpenAIGenerator
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow

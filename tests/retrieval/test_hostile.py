@@ -19,9 +19,9 @@ from lorag.ingest import service
 from lorag.ingest.pipeline import ChunkingPolicy, Indexer
 from lorag.ingest.store import EdgeVectorStore
 from lorag.retrieval.answer import Answerer, AnswerPolicy, AnswerResult
-from lorag.retrieval.generate import TransformersGenerator
 from lorag.retrieval.prompt import SYSTEM_RULES
 from lorag.retrieval.search import Retriever
+from lorag.serving.local import TransformersGenerator
 from tests.fakes import FakeGenerator
 from tests.ingest.test_pipeline import embedder_for_tests
 

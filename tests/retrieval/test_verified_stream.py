@@ -15,10 +15,10 @@ from lorag.ingest import service
 from lorag.ingest.pipeline import ChunkingPolicy, Indexer
 from lorag.ingest.store import EdgeVectorStore
 from lorag.retrieval.answer import Answerer, AnswerPolicy, AnswerResult, VerifiedText
-from lorag.retrieval.generate import Messages
 from lorag.retrieval.search import Retriever
 from lorag.retrieval.sentences import sentence_spans
 from lorag.retrieval.types import ABSTENTION, VerifiedAnswer
+from lorag.serving.protocol import Messages
 from tests.fakes import FakeGenerator
 from tests.ingest.test_pipeline import embedder_for_tests
 

@@ -24,39 +24,15 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
-from lorag.core.errors import BackendUnavailable, InvalidInput, NotFound
-from lorag.retrieval.generate import Generation, Messages, check_request
+from lorag.core.errors import BackendUnavailable, ConfigError, InvalidInput, NotFound
+from lorag.serving.protocol import Generation, Generator, Messages, check_request
 
 logger = logging.getLogger(__name__)
-
-
-class BatchableGenerator(Protocol):
-    """What `BatchingGenerator` wraps: `TransformersGenerator`."""
-
-    base_name: str
-
-    def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation: ...
-
-    def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]: ...
-
-    def generate_batch(self, requests: Sequence[tuple[Messages, str | None]], *, max_new_tokens: int,
-                       with_scores: bool = False) -> list[Generation]: ...
-
-    def models(self) -> list[str]: ...
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def healthy(self) -> bool: ...
-
-    def add_adapter(self, name: str, path: Path) -> None: ...
-
-    def remove_adapter(self, name: str) -> None: ...
 
 
 @dataclass
@@ -75,11 +51,14 @@ class BatchingGenerator:
     where it would alone; the others wait for the next batch, oldest first.
     """
 
-    def __init__(self, inner: BatchableGenerator, *, max_batch: int, max_wait_s: float) -> None:
+    def __init__(self, inner: Generator, *, max_batch: int, max_wait_s: float) -> None:
         if max_batch < 1 or max_wait_s < 0:
             raise ValueError(f"max_batch must be >= 1 and max_wait_s >= 0, got {max_batch} and {max_wait_s}")
+        if not inner.capabilities.batch:
+            raise ConfigError(f"{type(inner).__name__} does not decode batches; only a batching backend is batched")
         self.inner = inner
-        self.base_name = inner.base_name
+        self.capabilities = inner.capabilities  # the same model, the same abilities: batching only adds a queue
+        self.base_name = inner.base_name  # type: ignore[attr-defined]
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._waiting: list[_Request] = []
@@ -122,6 +101,10 @@ class BatchingGenerator:
 
     def add_adapter(self, name: str, path: Path) -> None:
         self.inner.add_adapter(name, path)
+
+    def network(self, model: str | None) -> AbstractContextManager[Any]:
+        """The wrapped model's network, between this worker's batches (see `TransformersGenerator.network`)."""
+        return self.inner.network(model)  # type: ignore[attr-defined]
 
     def remove_adapter(self, name: str) -> None:
         self.inner.remove_adapter(name)

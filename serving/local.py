@@ -1,31 +1,25 @@
-"""Generators: chat messages in, text out, with the adapter chosen per request by the OpenAI `model` field.
+"""The in-process backend: the base model and its LoRA adapters run here with transformers + peft (the embedded
+default). torch and transformers are imported where they are used, so modules that merely import this one don't
+load them.
 
-`TransformersGenerator` runs the base model and its LoRA adapters in-process (the embedded default);
-`OpenAIGenerator` is the same seam over an OpenAI-compatible server such as vLLM. torch and transformers are
-imported where they are used, so the openai backend and modules that merely import this one don't load them.
-
->>> generator = build_generator("transformers", model=model, tokenizer=tokenizer, base_name="smollm2-135m-instruct",
-...                             adapters={"support@3": Path("adapters/support@3")}, base_url=None, api_key=None,
-...                             timeout_s=60.0)
+>>> generator = TransformersGenerator(model, tokenizer, base_name="smollm2-135m-instruct",
+...                                   adapters={"support@3": Path("adapters/support@3")})
 >>> generator.generate([{"role": "user", "content": "Hi"}], model="support@3", max_new_tokens=32).finish_reason
 'stop'
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING
 
-import httpx
-
-from lorag.core.errors import BackendUnavailable, ConfigError, Conflict, InvalidInput, NotFound, shown
+from lorag.core.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, shown
+from lorag.serving.protocol import Capabilities, Generation, Messages, check_repetition_penalty, check_request
 
 if TYPE_CHECKING:
     import torch
@@ -34,55 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Messages = Sequence[dict[str, str]]
 MIN_SHARED_PREFIX = 32  # shorter shared prefixes save less than their own forward pass costs
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" | "length"
-    confidence: float | None = None  # geometric-mean probability of the generated tokens, when asked for
-
-
-class Generator(Protocol):
-    def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation: ...
-
-    def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
-        """Text deltas; joined they equal `generate`'s text under greedy decoding. Close it when done early."""
-        ...
-
-    def models(self) -> list[str]:
-        """The base model's name first, then the adapters'."""
-        ...
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def healthy(self) -> bool: ...
-
-
-def check_request(messages: Messages, max_new_tokens: int, temperature: float) -> None:
-    if not messages:
-        raise InvalidInput("messages is empty: send at least one {'role': 'user', 'content': ...}", param="messages")
-    for index, message in enumerate(messages):
-        if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
-            raise InvalidInput(f"messages[{index}] needs a string 'role' and 'content'", param="messages")
-    if max_new_tokens < 1:
-        raise InvalidInput(f"max_tokens must be at least 1, got {max_new_tokens}", param="max_tokens")
-    if temperature < 0:
-        raise InvalidInput(f"temperature must be 0 (greedy) or more, got {temperature}", param="temperature")
-
-
-def check_repetition_penalty(penalty: float) -> None:
-    """Both backends apply it as vLLM does: every token already in the prompt or the output has its logit divided
-    by the penalty (multiplied, when negative), so greedy outputs match between them. 1.0 turns it off."""
-    if not 1.0 <= penalty <= 2.0:
-        raise ConfigError(f"repetition_penalty must be between 1.0 (off) and 2.0, got {penalty}")
 
 
 class _StopWhenSet:
@@ -107,6 +53,8 @@ class TransformersGenerator:
     trainer, though: `get_peft_model` on it would stack on top of these layers. When the last loaded adapter is
     removed, `unload()` puts the original modules back.
     """
+
+    capabilities = Capabilities(batch=True, runtime_adapters=True, network=True)
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, base_name: str,
                  adapters: Mapping[str, Path] = {}, timeout_s: float | None = None,
@@ -447,175 +395,3 @@ def _check_adapter_dir(name: str, path: Path) -> None:
     if not (Path(path) / "adapter_config.json").is_file():
         raise InvalidInput(f"adapter {name!r}: no adapter_config.json in {path} (save it with peft's save_pretrained)",
                            param="model")
-
-
-class OpenAIGenerator:
-    """An OpenAI-compatible chat server (vLLM serves LoRA adapters under their names in the `model` field)."""
-
-    def __init__(self, base_url: str, api_key: str | None, *, base_name: str, timeout_s: float,
-                 tokenizer: PreTrainedTokenizerBase | None = None, repetition_penalty: float = 1.0) -> None:
-        check_repetition_penalty(repetition_penalty)
-        self.base_url = base_url.rstrip("/")
-        self.base_name = base_name
-        self.repetition_penalty = repetition_penalty
-        self._tokenizer = tokenizer
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
-
-    def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation:
-        check_request(messages, max_new_tokens, temperature)
-        return self._complete(self._payload(messages, model, max_new_tokens, temperature, stream=False))
-
-    def generate_json(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                      schema: Mapping[str, Any]) -> Generation:
-        """Greedy output constrained to `schema` by the server's guided decoding (vLLM `response_format`)."""
-        check_request(messages, max_new_tokens, 0.0)
-        payload = self._payload(messages, model, max_new_tokens, 0.0, stream=False)
-        payload["response_format"] = {"type": "json_schema",
-                                      "json_schema": {"name": "output", "schema": dict(schema), "strict": True}}
-        return self._complete(payload)
-
-    def _complete(self, payload: dict[str, object]) -> Generation:
-        with self._unreachable_as_unavailable():
-            response = self._client.post("/chat/completions", json=payload)
-        body = self._checked(response).json()
-        choice = body["choices"][0]
-        text = choice["message"]["content"] or ""
-        usage = body.get("usage") or {}
-        return Generation(text=text, model=str(payload["model"]), prompt_tokens=usage.get("prompt_tokens", 0),
-                          completion_tokens=usage.get("completion_tokens", self.count_tokens(text)),
-                          finish_reason=choice.get("finish_reason") or "stop")
-
-    def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
-        check_request(messages, max_new_tokens, temperature)
-        deltas = self._deltas(self._payload(messages, model, max_new_tokens, temperature, stream=True))
-        next(deltas)  # connects and checks the status here, so errors surface before the caller commits a response
-        return deltas
-
-    def models(self) -> list[str]:
-        with self._unreachable_as_unavailable():
-            response = self._client.get("/models")
-        names = [entry["id"] for entry in self._checked(response).json()["data"]]
-        return [self.base_name, *(name for name in names if name != self.base_name)]
-
-    def count_tokens(self, text: str) -> int:
-        if self._tokenizer is not None:
-            return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
-        # No local tokenizer: an estimate (English runs ~1.3 BPE tokens a word) is enough for prompt budgets,
-        # which keep a margin; give the server's tokenizer for exact counts.
-        return round(len(text.split()) * 1.3)
-
-    def healthy(self) -> bool:
-        try:
-            self.models()
-        except BackendUnavailable:
-            return False
-        return True
-
-    def add_adapter(self, name: str, path: Path) -> None:
-        """Load an adapter version into the running server (vLLM's runtime LoRA API; the server needs
-        VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). The path must be readable by the server: a shared volume."""
-        with self._unreachable_as_unavailable():
-            response = self._client.post("/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)})
-        if response.status_code == 400 and "already" in _server_message(response).lower():
-            raise Conflict(f"a model named {name!r} is already served; adapter versions are never reused",
-                           param="model")
-        self._checked(response)
-
-    def remove_adapter(self, name: str) -> None:
-        """Unload a version; vLLM finishes the requests already running on it."""
-        with self._unreachable_as_unavailable():
-            response = self._client.post("/unload_lora_adapter", json={"lora_name": name})
-        self._checked(response)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _payload(self, messages: Messages, model: str | None, max_new_tokens: int, temperature: float,
-                 stream: bool) -> dict[str, object]:
-        payload: dict[str, object] = {"model": model or self.base_name, "messages": list(messages),
-                                      "max_tokens": max_new_tokens, "temperature": temperature, "stream": stream}
-        if self.repetition_penalty != 1.0:  # vLLM's extension; left out at 1.0 for servers that don't know it
-            payload["repetition_penalty"] = self.repetition_penalty
-        return payload
-
-    def _deltas(self, payload: dict[str, object]) -> Iterator[str]:
-        with self._unreachable_as_unavailable(), self._client.stream("POST", "/chat/completions",
-                                                                      json=payload) as response:
-            if response.is_error:
-                response.read()
-                self._checked(response)
-            yield ""  # the priming step of stream(); never reaches the caller
-            for line in response.iter_lines():
-                if not line.startswith("data:"):
-                    continue  # SSE comments, event names and the blank lines between events
-                data = line[len("data:"):].strip()
-                if data == "[DONE]":
-                    return
-                delta = _sse_delta(json.loads(data))
-                if delta:
-                    yield delta
-
-    @contextmanager
-    def _unreachable_as_unavailable(self) -> Iterator[None]:
-        try:
-            yield
-        except httpx.TransportError as error:  # refused, reset, DNS, every timeout
-            raise BackendUnavailable(f"the model server at {self.base_url} is unreachable: "
-                                     f"{type(error).__name__}: {error}", retry_after=5) from error
-
-    def _checked(self, response: httpx.Response) -> httpx.Response:
-        if not response.is_error:
-            return response
-        message = _server_message(response)
-        if response.status_code >= 500:
-            raise BackendUnavailable(f"the model server at {self.base_url} is unreachable: "
-                                     f"HTTP {response.status_code}: {message}", retry_after=5)
-        if response.status_code == 404:
-            raise NotFound(message, param="model")
-        raise InvalidInput(f"the model server refused the request (HTTP {response.status_code}): {message}")
-
-
-def _sse_delta(event: dict[str, object]) -> str:
-    if "error" in event:  # vLLM reports failures after the 200 header as an event
-        raise BackendUnavailable(f"the model server failed mid-stream: {_error_text(event)}", retry_after=5)
-    choices = event.get("choices") or []
-    return (choices[0].get("delta") or {}).get("content") or "" if choices else ""
-
-
-def _server_message(response: httpx.Response) -> str:
-    try:
-        return _error_text(response.json())
-    except ValueError:
-        return response.text.strip() or response.reason_phrase
-
-
-def _error_text(body: object) -> str:
-    # OpenAI and vLLM send {"error": {"message"}}, older vLLM {"message"}, FastAPI {"detail"}.
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and "message" in error:
-            return str(error["message"])
-        for key in ("message", "detail"):
-            if key in body:
-                return str(body[key])
-    return json.dumps(body)
-
-
-def build_generator(backend: Literal["transformers", "openai"], *, model: PreTrainedModel | None,
-                    tokenizer: PreTrainedTokenizerBase | None, base_name: str, adapters: Mapping[str, Path],
-                    base_url: str | None, api_key: str | None, timeout_s: float,
-                    repetition_penalty: float = 1.0) -> Generator:
-    if backend == "transformers":
-        if model is None or tokenizer is None:
-            raise ConfigError("generator backend 'transformers' needs the loaded base model and tokenizer")
-        return TransformersGenerator(model, tokenizer, base_name=base_name, adapters=adapters, timeout_s=timeout_s,
-                                     repetition_penalty=repetition_penalty)
-    if backend == "openai":
-        if not base_url:
-            raise ConfigError("generator backend 'openai' needs LORAG_GENERATOR__BASE_URL, e.g. http://vllm:8000/v1")
-        return OpenAIGenerator(base_url, api_key, base_name=base_name, timeout_s=timeout_s, tokenizer=tokenizer,
-                               repetition_penalty=repetition_penalty)
-    raise ConfigError(f"unknown generator backend {backend!r}: use 'transformers' or 'openai'")
