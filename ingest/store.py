@@ -9,10 +9,12 @@ modifier (see `ingest/sparse.py`), and payload indexes on `kb`, `audience`, `doc
 Every search takes a `Filter` that is applied by the engine inside the query, never afterwards in Python,
 so a caller limited to `("public",)` can never receive an `internal` chunk, whatever `limit` is.
 
+Dense and sparse hits are fused by retrieval (`retrieval/fusion.py`), not here: serving needs the dense cosines too.
+
 Example:
     >>> store = build_vector_store("edge", Path("data/index"), None, None, "chunks")
     >>> store.ensure_collection(384)
-    >>> store.search_hybrid(dense, sparse, Filter(audiences=("public",), kb="hr"), limit=8)
+    >>> store.search_dense(dense, Filter(audiences=("public",), kb="hr"), limit=8)
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ SPARSE = "sparse"
 # Payload fields the engine indexes; every search filters on them.
 KEYWORD_FIELDS = ("kb", "audience", "doc_id")
 LIVE = "live"
-RRF_K = 60
 UPSERT_BATCH = 512
 # Fixed namespace so a chunk's point id is the same on every machine and every re-ingest.
 POINT_NAMESPACE = uuid.UUID("6f1d3c0e-8a4b-5c2d-9e7f-4a1b2c3d4e5f")
@@ -86,7 +87,6 @@ class VectorStore(Protocol):
     def point_ids(self, doc_id: str) -> list[str]: ...
     def search_dense(self, vector: DenseVector, flt: Filter, limit: int) -> list[Hit]: ...
     def search_sparse(self, vector: SparseVector, flt: Filter, limit: int) -> list[Hit]: ...
-    def search_hybrid(self, dense: DenseVector, sparse: SparseVector, flt: Filter, limit: int) -> list[Hit]: ...
     def count(self, flt: Filter) -> int: ...
     def healthy(self) -> bool: ...
     def close(self) -> None: ...
@@ -95,30 +95,6 @@ class VectorStore(Protocol):
 def point_id(doc_id: str, content_hash: str, chunk_index: int) -> str:
     """Deterministic id: re-ingesting an unchanged chunk overwrites it instead of duplicating it."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{doc_id}\x1f{content_hash}\x1f{chunk_index}"))
-
-
-def candidates(limit: int) -> int:
-    """How many hits each side of a hybrid search contributes to the fusion."""
-    return max(limit * 4, 20)
-
-
-def rrf(lists: Sequence[Sequence[Hit]], k: int = RRF_K, limit: int | None = None) -> list[Hit]:
-    """Reciprocal rank fusion: score = Σ 1 / (k + rank), rank counted from 0.
-
-    Ranks count from 0 as in Qdrant's own fusion, so this and `search_hybrid` give the same scores.
-    A hit keeps the payload of its first appearance; ties keep first-appearance order.
-
-    >>> [h.id for h in rrf([[Hit("a", 0.9), Hit("b", 0.8)], [Hit("b", 7.0)]], k=60)]
-    ['b', 'a']
-    """
-    scores: dict[str, float] = {}
-    first: dict[str, Hit] = {}
-    for hits in lists:
-        for rank, hit in enumerate(hits):
-            scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (k + rank)
-            first.setdefault(hit.id, hit)
-    ranked = sorted(scores, key=lambda i: scores[i], reverse=True)[:limit]
-    return [Hit(i, scores[i], first[i].payload) for i in ranked]
 
 
 def _as_list(vector: DenseVector) -> list[float]:
@@ -274,18 +250,8 @@ class EdgeVectorStore:
         query = qe.Query.Nearest(qe.SparseVector(vector.indices, vector.values), using=SPARSE)
         return self._query(query, flt, limit)
 
-    def search_hybrid(self, dense: DenseVector, sparse: SparseVector, flt: Filter, limit: int) -> list[Hit]:
-        engine_filter, n = _edge_filter(flt), candidates(limit)
-        prefetches = [qe.Prefetch(n, qe.Query.Nearest(_as_list(dense), using=DENSE), filter=engine_filter)]
-        if sparse.indices:
-            query = qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE)
-            prefetches.append(qe.Prefetch(n, query, filter=engine_filter))
-        return self._query(qe.Fusion.Rrf(k=RRF_K), flt, limit, prefetches)
-
-    def _query(self, query: Any, flt: Filter, limit: int, prefetches: list[qe.Prefetch] | None = None) -> list[Hit]:
-        request = qe.QueryRequest(
-            limit, query=query, prefetches=prefetches, filter=_edge_filter(flt), with_payload=True
-        )
+    def _query(self, query: Any, flt: Filter, limit: int) -> list[Hit]:
+        request = qe.QueryRequest(limit, query=query, filter=_edge_filter(flt), with_payload=True)
         return _edge_hits(self._shard_or_raise().query(request))
 
     def count(self, flt: Filter) -> int:
@@ -305,7 +271,7 @@ class EdgeVectorStore:
         """Merge segments and build the HNSW index; blocks (about 130 s for 100k chunks on 2 cores).
 
         Edge never optimizes in the background, so without this every search is an exact scan of the
-        filtered points: fine to ~100k chunks (hybrid p95 ~25 ms), ~3 ms after optimizing. Run it after bulk
+        filtered points: fine to ~100k chunks (dense p95 ~25 ms), ~3 ms after optimizing. Run it after bulk
         ingest, off the request path. Returns whether anything changed.
         """
         with self._write_lock:
@@ -455,23 +421,12 @@ class QdrantVectorStore:
             return []
         return self._query(qm.SparseVector(indices=vector.indices, values=vector.values), SPARSE, flt, limit)
 
-    def search_hybrid(self, dense: DenseVector, sparse: SparseVector, flt: Filter, limit: int) -> list[Hit]:
-        engine_filter, n = _client_filter(flt), candidates(limit)
-        prefetch = [qm.Prefetch(query=_as_list(dense), using=DENSE, filter=engine_filter, limit=n)]
-        if sparse.indices:
-            query = qm.SparseVector(indices=sparse.indices, values=sparse.values)
-            prefetch.append(qm.Prefetch(query=query, using=SPARSE, filter=engine_filter, limit=n))
-        return self._query(qm.RrfQuery(rrf=qm.Rrf(k=RRF_K)), None, flt, limit, prefetch)
-
-    def _query(
-        self, query: Any, using: str | None, flt: Filter, limit: int, prefetch: list[qm.Prefetch] | None = None
-    ) -> list[Hit]:
+    def _query(self, query: Any, using: str | None, flt: Filter, limit: int) -> list[Hit]:
         with self._server_call():
             response = self._client.query_points(
                 self.collection,
                 query=query,
                 using=using,
-                prefetch=prefetch,
                 query_filter=_client_filter(flt),
                 limit=limit,
                 with_payload=True,

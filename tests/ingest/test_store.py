@@ -26,9 +26,7 @@ from lorag.ingest.store import (
     QdrantVectorStore,
     VectorStore,
     build_vector_store,
-    candidates,
     point_id,
-    rrf,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
@@ -97,15 +95,10 @@ def test_sparse_search_returns_the_matching_point_first(store: VectorStore) -> N
     assert text_of(store.search_sparse(sparse(RARE), PUBLIC, limit=3)) == ["d1#0"]
 
 
-def test_hybrid_search_returns_the_point_both_sides_agree_on_first(store: VectorStore) -> None:
-    assert text_of(store.search_hybrid(axis(0), sparse(RARE), PUBLIC, limit=2))[0] == "d1#0"
-
-
 def test_kb_filter_excludes_other_kbs_in_every_search(store: VectorStore) -> None:
     flt = Filter(audiences=ALL_AUDIENCES, kb="it")
     assert text_of(store.search_dense(axis(0), flt, limit=10)) == ["d4#0"]
     assert text_of(store.search_sparse(sparse(COMMON), flt, limit=10)) == ["d4#0"]
-    assert text_of(store.search_hybrid(axis(0), sparse(COMMON), flt, limit=10)) == ["d4#0"]
 
 
 def test_internal_chunk_never_reaches_a_public_caller(store: VectorStore) -> None:
@@ -114,11 +107,9 @@ def test_internal_chunk_never_reaches_a_public_caller(store: VectorStore) -> Non
     for hits in (
         store.search_dense(dense, PUBLIC, limit=50),
         store.search_sparse(lexical, PUBLIC, limit=50),
-        store.search_hybrid(dense, lexical, PUBLIC, limit=50),
     ):
         assert hits and all(h.payload["audience"] == "public" for h in hits)
     assert store.search_dense(dense, EVERYONE, limit=1)[0].payload["text"] == "d3#0"
-    assert store.search_hybrid(dense, lexical, EVERYONE, limit=1)[0].payload["text"] == "d3#0"
 
 
 def test_doc_id_filter_and_count(store: VectorStore) -> None:
@@ -158,12 +149,10 @@ def test_hidden_points_are_found_by_point_ids_only_until_set_live(store: VectorS
     assert store.count(EVERYONE) == 5
     assert hidden.id not in {h.id for h in store.search_dense(axis(6), EVERYONE, limit=10)}
     assert hidden.id not in {h.id for h in store.search_sparse(sparse(RARE), EVERYONE, limit=10)}
-    assert hidden.id not in {h.id for h in store.search_hybrid(axis(6), sparse(RARE), EVERYONE, limit=10)}
     store.set_live([hidden.id])
     store.set_live([])
     assert store.count(EVERYONE) == 6
     assert store.search_dense(axis(6), EVERYONE, limit=1)[0].id == hidden.id
-    assert store.search_hybrid(axis(6), sparse(RARE), EVERYONE, limit=1)[0].payload["live"] is True
 
 
 def test_point_ids_lists_every_chunk_of_a_document_whatever_its_audience(store: VectorStore) -> None:
@@ -181,33 +170,8 @@ def test_idf_makes_a_rare_term_outrank_a_common_one(store: VectorStore) -> None:
     assert rare_only > 3 * common_only
 
 
-def random_points(n: int, seed: int = 7) -> list[Point]:
-    """Points with distinct random scores on both sides, so rankings have no ties."""
-    rng = np.random.default_rng(seed)
-    points = []
-    for i in range(n):
-        tokens = sorted(rng.choice(np.arange(9000, 9012), size=3, replace=False).tolist())
-        audience = "internal" if i % 3 == 0 else "public"
-        payload = {"doc_id": f"r{i}", "kb": "hr", "audience": audience, "text": f"r{i}"}
-        lexical = SparseVector(indices=tokens, values=rng.uniform(0.5, 2.0, size=3).tolist())
-        points.append(Point(point_id(f"r{i}", "h", 0), rng.normal(size=DIM), lexical, payload))
-    return points
-
-
-def test_hybrid_equals_rrf_of_the_dense_and_sparse_candidates(store: VectorStore) -> None:
-    store.upsert(random_points(60))
-    rng = np.random.default_rng(1)
-    dense, lexical, limit = rng.normal(size=DIM), SparseVector([9000, 9003, 9007], [1.0, 0.7, 1.3]), 5
-    n = candidates(limit)
-    expected = rrf([store.search_dense(dense, PUBLIC, n), store.search_sparse(lexical, PUBLIC, n)], k=60)
-    got = store.search_hybrid(dense, lexical, PUBLIC, limit)
-    assert [h.score for h in got] == pytest.approx([h.score for h in expected[:limit]])
-    assert [h.id for h in got] == [h.id for h in expected[:limit]]
-
-
-def test_empty_sparse_query_falls_back_to_dense(store: VectorStore) -> None:
+def test_empty_sparse_query_matches_nothing(store: VectorStore) -> None:
     assert store.search_sparse(sparse(), PUBLIC, limit=3) == []
-    assert text_of(store.search_hybrid(axis(2), sparse(), PUBLIC, limit=1)) == ["d2#0"]
 
 
 def test_ensure_collection_is_idempotent_and_rejects_another_dimension(store: VectorStore) -> None:
@@ -219,32 +183,6 @@ def test_ensure_collection_is_idempotent_and_rejects_another_dimension(store: Ve
 
 def test_healthy(store: VectorStore) -> None:
     assert store.healthy()
-
-
-# --------------------------------------------------------------------------- rrf
-
-
-def test_rrf_sums_reciprocal_ranks_counted_from_zero() -> None:
-    fused = rrf([[Hit("a", 9.0), Hit("b", 8.0)], [Hit("b", 1.0), Hit("c", 0.5)]], k=60)
-    assert [h.id for h in fused] == ["b", "a", "c"]
-    assert fused[0].score == pytest.approx(1 / 61 + 1 / 60)
-    assert fused[1].score == pytest.approx(1 / 60)
-    assert fused[2].score == pytest.approx(1 / 61)
-
-
-def test_rrf_keeps_the_first_payload_and_honours_limit() -> None:
-    fused = rrf([[Hit("a", 1.0, {"t": 1})], [Hit("a", 2.0, {"t": 2}), Hit("z", 1.0)]], k=1, limit=1)
-    assert fused == [Hit("a", 1 / 1 + 1 / 1, {"t": 1})]
-
-
-def test_rrf_of_nothing_is_empty() -> None:
-    assert rrf([], k=60) == []
-    assert rrf([[], []], k=60) == []
-
-
-def test_candidates_is_four_times_the_limit_and_at_least_twenty() -> None:
-    assert candidates(1) == 20
-    assert candidates(8) == 32
 
 
 def test_point_id_is_a_stable_uuid_per_chunk() -> None:
@@ -289,7 +227,7 @@ def test_edge_optimize_keeps_every_point_searchable(tmp_path: Path) -> None:
     store.upsert(CORPUS)
     store.optimize()
     assert store.count(EVERYONE) == 5
-    assert text_of(store.search_hybrid(axis(0), sparse(RARE), PUBLIC, 1)) == ["d1#0"]
+    assert text_of(store.search_sparse(sparse(RARE), PUBLIC, 1)) == ["d1#0"]
     assert text_of(store.search_dense(axis(2), PUBLIC, 1)) == ["d2#0"]
     store.close()
 
