@@ -10,9 +10,9 @@ from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from lorag.app.scheduler import Scheduler
 from lorag.core import db, models
 from lorag.core.settings import Settings
+from lorag.finetune.schedule import Scheduler
 from lorag.ingest.embed import Embedder
 from lorag.ingest.factory import build_embedder, build_indexer, build_queue, build_store
 from lorag.ingest.store import VectorStore

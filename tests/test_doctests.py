@@ -24,7 +24,7 @@ PURE_MODULES = [
     "lorag.finetune.status",
     "lorag.finetune.synth",
     "lorag.app.http.routes.answers",
-    "lorag.app.scheduler",
+    "lorag.finetune.schedule",
     "lorag.app.slack",
     "lorag.tagging.checkpoint",
 ]

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lorag.app.scheduler import Scheduler, next_run
 from lorag.core.errors import ConfigError
+from lorag.finetune.schedule import Scheduler, next_run
 
 UTC = ZoneInfo("UTC")
 

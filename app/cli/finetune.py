@@ -17,11 +17,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from lorag.app.scheduler import Scheduler
 from lorag.app.wiring import configured_tasks, open_stack
 from lorag.finetune import demo, registry
 from lorag.finetune.nightly import Outcome, run_all
 from lorag.finetune.registry import AdapterRecord
+from lorag.finetune.schedule import Scheduler
 from lorag.finetune.tasks import find_task
 
 logger = logging.getLogger(__name__)
