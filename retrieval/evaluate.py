@@ -141,12 +141,12 @@ def answer_metrics(ask: Callable[[str], AnswerResult], items: Sequence[QAItem]) 
     }
 
 
-def write_report(name: str, metrics: dict[str, object], out: Path) -> tuple[Path, Path]:
-    """The JSON report and a Markdown table beside it."""
+def write_report(name: str, metrics: dict[str, object], out: Path, markdown: str | None = None) -> tuple[Path, Path]:
+    """The JSON report and a Markdown table beside it (`markdown`, else one row per flat dict of numbers)."""
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / f"{name}.json", out / f"{name}.md"
     json_path.write_text(json.dumps(metrics, indent=2) + "\n")
-    md_path.write_text(markdown_table(name, metrics))
+    md_path.write_text(markdown if markdown is not None else markdown_table(name, metrics))
     return json_path, md_path
 
 

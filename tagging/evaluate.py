@@ -13,7 +13,7 @@ expected calibration error per field, and how many items the tagger sent to revi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lorag.finetune.evaluate import classification_metrics
@@ -109,3 +109,57 @@ def _blend(raw: Raw, weights: dict[str, float]) -> Distribution | None:
 
 def _decide(taxonomy: Taxonomy, dist: Distribution | None, calibration: Calibration | None) -> Decision | None:
     return None if dist is None else decide(taxonomy, dist, calibration)
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """`lorag eval tagging`'s report as a person reads it: one column per contender, one row per figure.
+
+    >>> contender = {"accuracy": 0.5, "macro_f1": 0.4, "json_validity": 1.0, "examples": 2, "needs_review": 0.5,
+    ...              "per_field": {"course": {"accuracy": 0.5, "macro_f1": 0.4}}, "ece_item": 0.1,
+    ...              "per_value": {"diet": {"vegan": {"precision": None, "recall": 0.0, "predicted": 0}}}}
+    >>> print(report_markdown({"task": "t", "model": "base", "examples": 2, "contenders": {"tagger": contender}}))
+    # tagging: t, base, 2 items
+    <BLANKLINE>
+    | | tagger |
+    |---|---|
+    | accuracy (all fields right) | 0.500 |
+    | macro-F1 | 0.400 |
+    | schema-valid | 1.000 |
+    | course: accuracy | 0.500 |
+    | course: macro-F1 | 0.400 |
+    | diet = vegan: precision (emitted) | – (0) |
+    | diet = vegan: recall | 0.000 |
+    | ECE per item | 0.100 |
+    | needs review | 0.500 |
+    <BLANKLINE>
+    """
+    contenders: Mapping[str, Mapping[str, Any]] = report.get("contenders") or {}
+    labels = list(contenders)
+    first = next(iter(contenders.values()), {})
+    rows: list[tuple[str, list[str]]] = [
+        ("accuracy (all fields right)", [_number(c.get("accuracy")) for c in contenders.values()]),
+        ("macro-F1", [_number(c.get("macro_f1")) for c in contenders.values()]),
+        ("schema-valid", [_number(c.get("json_validity")) for c in contenders.values()]),
+    ]
+    for name in first.get("per_field") or {}:
+        for key, shown in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+            rows.append((f"{name}: {shown}", [_number((c.get("per_field") or {}).get(name, {}).get(key))
+                                              for c in contenders.values()]))
+    for name, values in (first.get("per_value") or {}).items():
+        for value in values:
+            cells = [(c.get("per_value") or {}).get(name, {}).get(value, {}) for c in contenders.values()]
+            rows.append((f"{name} = {value}: precision (emitted)",
+                         [f"{_number(cell.get('precision'))} ({cell.get('predicted', 0)})" for cell in cells]))
+            rows.append((f"{name} = {value}: recall", [_number(cell.get("recall")) for cell in cells]))
+    rows.append(("ECE per item", [_number(c.get("ece_item")) for c in contenders.values()]))
+    rows.append(("needs review", [_number(c.get("needs_review")) for c in contenders.values()]))
+    title = f"# tagging: {report.get('task')}, {report.get('model')}, {report.get('examples')} items"
+    lines = [title, "", "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    run = report.get("run") or {}
+    lines += ["", *(f"- {key}: {value}" for key, value in run.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: object) -> str:
+    return "–" if value is None else f"{float(value):.3f}"  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ PURE_MODULES = [
     "lorag.finetune.prompts",
     "lorag.finetune.status",
     "lorag.finetune.synth",
+    "lorag.tagging.evaluate",
     "lorag.app.http.routes.answers",
     "lorag.finetune.schedule",
     "lorag.app.slack",

@@ -65,7 +65,7 @@ def eval_tagging(settings: Settings, gold: Path, *, taxonomy: Path | None, task:
     """`lorag eval tagging`: the tagger against the kNN vote and the base model with the same shots and constrained
     decoding (`tagging.evaluate`): macro-F1 per field, per-value precision and recall, calibration error."""
     from lorag.retrieval.evaluate import write_report
-    from lorag.tagging.evaluate import compare
+    from lorag.tagging.evaluate import compare, report_markdown
 
     spec = tagging_spec(settings, taxonomy, task)
     records = labelled_records(gold, spec, text_field=text_field, tags_field=tags_field)[:limit]
@@ -76,7 +76,7 @@ def eval_tagging(settings: Settings, gold: Path, *, taxonomy: Path | None, task:
         "contenders": results, "examples": len(records), "model": tagger.model or "base", "task": spec.name,
         "shots": shots, "calibration": tagger.calibration.as_dict() if tagger.calibration else None,
         "run": {"gold": str(gold), "gold_sha256": stable_hash([[r.prompt, r.output] for r in records])}}
-    json_path, md_path = write_report("tagging", report, out or settings.runs_dir / "eval")
+    json_path, md_path = write_report("tagging", report, out or settings.runs_dir / "eval", report_markdown(report))
     typer.echo(md_path.read_text())
     typer.echo(f"reports: {json_path} {md_path}")
     return report
