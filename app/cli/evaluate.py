@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lorag.app.cli.base import cli_settings, edge
+from lorag.app.cli.tagging import ExamplesOption, ModelOption, TaskOption, TaxonomyOption
 from lorag.core.audience import Audience
 from lorag.core.settings import Settings, redacted
 
@@ -81,13 +82,10 @@ def eval_answers(
 @edge
 def eval_tagging(
     gold: Annotated[Path, typer.Option(help="Labelled items (JSONL, CSV or Parquet): a text column and tags.")],
-    taxonomy: Annotated[Path | None, typer.Option(help="Taxonomy YAML (labels or fields) or task file.")] = None,
-    task: Annotated[str | None, typer.Option(help="A configured classification task, instead of --taxonomy.")]
-    = None,
-    model: Annotated[str | None, typer.Option(help="Adapter version, task or base model; default: the task's "
-                                              "adapter in service.")] = None,
-    examples: Annotated[Path | None, typer.Option(help="Labelled items for the prompts' examples; default: the "
-                                                  "task's training data.")] = None,
+    taxonomy: TaxonomyOption = None,
+    task: TaskOption = None,
+    model: ModelOption = None,
+    examples: ExamplesOption = None,
     shots: Annotated[int, typer.Option(min=0, help="Labelled neighbours shown per item.")] = 3,
     batch_size: Annotated[int, typer.Option(min=1, help="Items generated together (bench/tag.py).")] = 32,
     limit: Annotated[int | None, typer.Option(help="Only the first N gold items.")] = None,

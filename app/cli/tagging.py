@@ -32,6 +32,14 @@ logger = logging.getLogger(__name__)
 
 app = typer.Typer()
 
+# The options `lorag tag` and `lorag eval tagging` share.
+TaxonomyOption = Annotated[Path | None, typer.Option(help="Taxonomy YAML (labels or fields) or task file.")]
+TaskOption = Annotated[str | None, typer.Option(help="A configured classification task, instead of --taxonomy.")]
+ModelOption = Annotated[str | None, typer.Option(help="Adapter version, task or base model; default: the task's "
+                                                 "adapter in service.")]
+ExamplesOption = Annotated[Path | None, typer.Option(help="Labelled items for the prompts' examples; default: the "
+                                                     "task's training data.")]
+
 
 def tag_command(settings: Settings, input_path: Path, output: Path, *, taxonomy: Path | None, task: str | None,
                 model: str | None, examples: Path | None, id_field: str | None, text_field: str | None,
@@ -197,13 +205,10 @@ def confirm_command(settings: Settings, review_file: Path, *, taxonomy: Path | N
 def tag(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Items to tag: CSV, JSONL or Parquet.")],
     output: Annotated[Path, typer.Option(help="Tags, one row per item: CSV, JSONL or Parquet (by extension).")],
-    taxonomy: Annotated[Path | None, typer.Option(help="Taxonomy YAML (labels or fields) or task file.")] = None,
-    task: Annotated[str | None, typer.Option(help="A configured classification task, instead of --taxonomy.")]
-    = None,
-    model: Annotated[str | None, typer.Option(help="Adapter version, task or base model; default: the task's "
-                                              "adapter in service.")] = None,
-    examples: Annotated[Path | None, typer.Option(help="Labelled items for the prompts' examples; default: the "
-                                                  "task's training data.")] = None,
+    taxonomy: TaxonomyOption = None,
+    task: TaskOption = None,
+    model: ModelOption = None,
+    examples: ExamplesOption = None,
     id_field: Annotated[str | None, typer.Option(help="Id column; default `id`, else the row number.")] = None,
     text_field: Annotated[str | None, typer.Option(help="Text column; default the first of item, text, "
                                                    "description, name.")] = None,
