@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -11,10 +11,6 @@ from lorag.app.cli.base import cli_settings, edge
 from lorag.app.cli.tagging import ExamplesOption, ModelOption, TaskOption, TaxonomyOption
 from lorag.core.audience import Audience
 from lorag.core.settings import Settings, redacted
-
-if TYPE_CHECKING:
-
-    pass
 
 app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answers against gold questions.")
 

@@ -10,7 +10,6 @@ from lorag.app.cli.base import cli_settings, edge
 from lorag.core.settings import Settings
 
 if TYPE_CHECKING:
-
     from lorag.ingest.pipeline import Outcome
 import json
 import logging

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from lorag.app.cli.base import cli_settings, edge
-
-if TYPE_CHECKING:
-
-    pass
 
 app = typer.Typer(no_args_is_help=True, help="API keys: scopes, knowledge bases, adapters, origins.")
 

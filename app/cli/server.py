@@ -5,17 +5,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from lorag.app.cli.base import cli_settings, edge
 from lorag.core import db, models
 from lorag.core.settings import Settings, redacted
-
-if TYPE_CHECKING:
-
-    pass
 
 app = typer.Typer()
 
