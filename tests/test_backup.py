@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lorag.app import backup, wiring
-from lorag.app.cli import documents
+from lorag.app import wiring
+from lorag.app.cli import backup, documents
 from lorag.core import db, keys
 from lorag.core.errors import Conflict, InvalidInput
 from lorag.core.settings import Settings

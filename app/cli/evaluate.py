@@ -14,14 +14,19 @@ from lorag.core.settings import Settings, redacted
 
 app = typer.Typer(no_args_is_help=True, help="Measure retrieval and answers against gold questions.")
 
+# Options the eval commands share.
+KbOption = Annotated[str, typer.Option(help="Knowledge base to search.")]
+SearchAudience = Annotated[Audience, typer.Option(help="Whose documents to search.")]
+OutOption = Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")]
+
 
 @app.command("retrieval")
 @edge
 def eval_retrieval(
-    kb: Annotated[str, typer.Option(help="Knowledge base to search.")],
+    kb: KbOption,
     qa: Annotated[Path, typer.Option(help="JSONL of questions with their gold document and section.")],
-    audience: Annotated[Audience, typer.Option(help="Whose documents to search.")] = Audience.INTERNAL,
-    out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
+    audience: SearchAudience = Audience.INTERNAL,
+    out: OutOption = None,
 ) -> None:
     """recall@k, MRR and nDCG@10 for dense, hybrid and (if configured) hybrid + reranker."""
     from lorag.app import wiring
@@ -51,12 +56,12 @@ def eval_retrieval(
 @app.command("answers")
 @edge
 def eval_answers(
-    kb: Annotated[str, typer.Option(help="Knowledge base to search.")],
+    kb: KbOption,
     qa: Annotated[Path, typer.Option(help="JSONL of questions, gold answers, documents; answer null: unanswerable.")],
-    audience: Annotated[Audience, typer.Option(help="Whose documents to search.")] = Audience.INTERNAL,
+    audience: SearchAudience = Audience.INTERNAL,
     model: Annotated[str | None, typer.Option(help="Base model or adapter version.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N questions (generation is slow on a CPU).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
+    out: OutOption = None,
 ) -> None:
     """Token-F1, ROUGE-L, citation precision/recall and abstention, answerable and unanswerable."""
     from lorag.app import wiring
@@ -85,7 +90,7 @@ def eval_tagging(
     shots: Annotated[int, typer.Option(min=0, help="Labelled neighbours shown per item.")] = 3,
     batch_size: Annotated[int, typer.Option(min=1, help="Items generated together (bench/tag.py).")] = 32,
     limit: Annotated[int | None, typer.Option(help="Only the first N gold items.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Report folder; default LORAG_HOME/runs/eval.")] = None,
+    out: OutOption = None,
 ) -> None:
     """Accuracy, macro-F1 per field and schema validity of `lorag tag` on a gold file."""
     from lorag.app.cli import tagging

@@ -122,7 +122,7 @@ def slack() -> None:
 def backup_command(path: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup.")]) -> None:
     """Back up the database, the adapter registry and (as the documents it is built from) the vector store.
     Safe while the server runs."""
-    from lorag.app import backup
+    from lorag.app.cli import backup
 
     report = backup.backup(cli_settings(), path)
     for line in backup.describe(report):
@@ -135,7 +135,7 @@ def backup_command(path: Annotated[Path, typer.Argument(help="A new (or empty) f
 def restore_command(path: Annotated[Path, typer.Argument(help="A folder written by `lorag backup`.")]) -> None:
     """Restore a backup into an empty LORAG_HOME / database, then rebuild the vector store from its documents.
     Exit code 1 if a document could not be indexed again."""
-    from lorag.app import backup
+    from lorag.app.cli import backup
 
     report = backup.restore(cli_settings(), path)
     for line in backup.describe(report):

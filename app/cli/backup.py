@@ -31,7 +31,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.sql.schema import Table
 
 from lorag.app import wiring
-from lorag.app.cli import documents
+from lorag.app.cli import documents  # the inline indexer with its progress bar, as `lorag ingest` runs it
 from lorag.core import db
 from lorag.core.errors import Conflict, InvalidInput
 from lorag.core.settings import Settings
