@@ -42,6 +42,12 @@ def test_every_problem_of_a_task_is_reported(tmp_path: Path) -> None:
     assert "lowercase" in message and "needs kb" in message and "macro_f1" in message
 
 
+def test_a_misspelt_audience_is_refused_by_name_instead_of_matching_nothing(tmp_path: Path) -> None:
+    (tmp_path / "menu.yaml").write_text(GOOD + "audiences: [public, internl]\n")
+    with pytest.raises(ConfigError, match=r"audiences\.1: Input should be 'public' or 'internal'"):
+        load_task(tmp_path / "menu.yaml")
+
+
 def test_a_folder_of_tasks_needs_unique_names(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GOOD)
     (tmp_path / "b.yaml").write_text(GOOD)
