@@ -166,13 +166,15 @@ def run(task: TaskSpec, records: Sequence[Record] | None, args: argparse.Namespa
 
 def compare_run(task: TaskSpec, records: Sequence[Record] | None, args: argparse.Namespace,
                 embedder: Embedder, source: Path | None) -> dict[str, Any]:
-    """--compare: the shipped tagger (constrained scoring + kNN vote, calibrated on the validation split, the
+    """--compare: the shipped tagger (constrained scoring + the linear probe, calibrated on the validation split, the
     taxonomy's rules) against the kNN vote and the model alone, on the test split; --adapter adds the base with the
     same shots as a contender. Nothing is fitted on the test split."""
     from peft import PeftModel
 
-    from lorag.tagging.confidence import TransformersScorer, fit_calibration
+    from lorag.tagging.confidence import TransformersScorer
     from lorag.tagging.evaluate import compare
+    from lorag.tagging.probe import LinearProbe
+    from lorag.tagging.tagger import BASE_SHOTS, calibrate, default_shots
 
     splits = splits_of(task, records)
     model, tokenizer = models.load_causal_lm(models.resolve("packaged:smollm2-135m-instruct", common.MODELS), "cpu")
@@ -180,18 +182,20 @@ def compare_run(task: TaskSpec, records: Sequence[Record] | None, args: argparse
         model = PeftModel.from_pretrained(model, str(args.adapter), is_trainable=False).eval()
     torch.set_num_threads(args.threads)
     scorer = TransformersScorer(model, tokenizer, name="adapter" if args.adapter else "base")
-    tagger = Tagger(None, task, model=None, shots=ShotIndex(embedder, shot_examples(splits["train"])),
-                    k_shots=args.shots, scorer=scorer, batch_size=8)
+    pool = shot_examples(splits["train"])
+    tagger = Tagger(None, task, model=None, shots=ShotIndex(embedder, pool), scorer=scorer, batch_size=8,
+                    k_shots=default_shots(args.adapter is not None, None),  # as `lorag tag` chooses
+                    probe=LinearProbe.fit(embedder, task.taxonomy, pool))
     held_out = splits["validation"][: args.calibration_items]
     raws = [raw for start in range(0, len(held_out), 8)
             for raw in tagger.raw([Item(str(n), r.prompt) for n, r in enumerate(held_out[start:start + 8])])]
-    tagger.calibration = fit_calibration(task.taxonomy, [(r.model, r.knn, h.output) for r, h in
-                                                         zip(raws, held_out, strict=True)], "validation")
+    tagger.calibration = calibrate(tagger, list(zip(raws, held_out, strict=True)), splits["validation"],
+                                   "validation")
     test = splits["test"][: args.eval_items]
     began = time.perf_counter()
-    results = compare(tagger, test, scorer.as_base("base"))
+    results = compare(tagger, test, scorer.as_base("base"), base_shots=max(tagger.k_shots, BASE_SHOTS))
     return {"task": task.name, "train": len(splits["train"]), "calibration_items": len(held_out),
-            "test_items": len(test), "model": scorer.name, "shots": args.shots,
+            "test_items": len(test), "model": scorer.name, "shots": tagger.k_shots,
             "data_sha256": hashlib.sha256(source.read_bytes()).hexdigest() if source else None,
             "calibration": tagger.calibration.as_dict(), "contenders": results,
             "compare_seconds": round(time.perf_counter() - began, 1)}

@@ -94,24 +94,27 @@ def run_task(task: TaskSpec, settings: Settings, stack: wiring.IngestContext | N
 def fair_baselines(task: TaskSpec, splits: dict[str, list[Any]], test: list[Any], adapter: Path, base: Any,
                    stack: wiring.IngestContext | None) -> dict[str, Any]:
     """The generated-JSON uplift above compares with a base that may not write the format. Here every contender
-    writes valid tags: the adapter and the base under constrained decoding with the same 3 retrieved shots, the
-    kNN vote of the training items, and the shipped blend calibrated on the validation split (tagging.evaluate)."""
+    writes valid tags: the adapter under constrained decoding on the bare prompt it was trained on, the base with 3
+    retrieved shots, the kNN vote and the linear probe of the training items, and the shipped blend calibrated on
+    the validation split (tagging.evaluate)."""
     from peft import PeftModel
 
-    from lorag.tagging.confidence import TransformersScorer, fit_calibration
+    from lorag.tagging.confidence import TransformersScorer
     from lorag.tagging.evaluate import compare
-    from lorag.tagging.tagger import Item, ShotIndex, Tagger, shot_examples
+    from lorag.tagging.probe import LinearProbe
+    from lorag.tagging.tagger import BASE_SHOTS, Item, ShotIndex, Tagger, calibrate, shot_examples
 
     assert stack is not None
     network, tokenizer = models.load_causal_lm(base, "cpu")
     scorer = TransformersScorer(PeftModel.from_pretrained(network, str(adapter)).eval(), tokenizer, name="adapter")
-    tagger = Tagger(None, task, model=None, shots=ShotIndex(stack.embedder, shot_examples(splits["train"])),
-                    k_shots=3, scorer=scorer)
+    pool = shot_examples(splits["train"])
+    tagger = Tagger(None, task, model=None, shots=ShotIndex(stack.embedder, pool), k_shots=0, scorer=scorer,
+                    probe=LinearProbe.fit(stack.embedder, task.taxonomy, pool))
     held_out = splits["validation"][:60]
     raws = tagger.raw([Item(str(n), record.prompt) for n, record in enumerate(held_out)])
-    tagger.calibration = fit_calibration(task.taxonomy, [(r.model, r.knn, h.output)
-                                                         for r, h in zip(raws, held_out, strict=True)], "validation")
-    return compare(tagger, test, scorer.as_base("base"))
+    tagger.calibration = calibrate(tagger, list(zip(raws, held_out, strict=True)), splits["validation"],
+                                   "validation")
+    return compare(tagger, test, scorer.as_base("base"), base_shots=BASE_SHOTS)
 
 
 def row(task: TaskSpec, results: dict[str, dict[str, Any]], trained: Any, examples: int, skipped: int, test: int,

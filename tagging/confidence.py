@@ -274,13 +274,22 @@ class Calibration:
 Scored = tuple[Distribution | None, Distribution | None, object]  # (model, neighbours, gold output)
 
 
-def fit_calibration(taxonomy: Taxonomy, rows: Sequence[Scored], data_hash: str) -> Calibration:
+def fit_calibration(taxonomy: Taxonomy, rows: Sequence[Scored], data_hash: str,
+                    floor_rows: Sequence[Scored] | None = None) -> Calibration:
     """Blend weights by log-loss, then the precision-floor thresholds on the blended, implication-enforced
-    probabilities: the same numbers `decide` will see."""
-    weights = {name: min(WEIGHTS, key=lambda w, name=name: _log_loss(taxonomy, rows, name, w))
-               for name in field_specs(taxonomy) if all(m is not None and k is not None for m, k, _g in rows)}
-    probs = [enforce_implications(taxonomy, blend(m, k, weights)) for m, k, _gold in rows]
-    golds = [as_sets(taxonomy, gold) for _m, _k, gold in rows]
+    probabilities: the same numbers `decide` will see.
+
+    `floor_rows` (no model, the labelled items' own vote: the probe's cross-fitted probabilities over every labelled
+    item) fit the thresholds instead of `rows`, which the model is scored on and are few: a field with a floor is
+    then decided by that vote alone (weight 0), so its thresholds hold for the numbers `decide` sees."""
+    floored = {name for name in field_specs(taxonomy) if precision_floor(taxonomy, name) is not None}
+    blended = all(m is not None and k is not None for m, k, _g in rows)
+    weights = {name: 0.0 if floor_rows is not None and name in floored else
+               min(WEIGHTS, key=lambda w, name=name: _log_loss(taxonomy, rows, name, w))
+               for name in field_specs(taxonomy) if blended}
+    fit_rows = rows if floor_rows is None else floor_rows
+    probs = [enforce_implications(taxonomy, blend(m, k, weights)) for m, k, _gold in fit_rows]
+    golds = [as_sets(taxonomy, gold) for _m, _k, gold in fit_rows]
     thresholds: dict[str, dict[str, float]] = {}
     reached: dict[str, Any] = {}
     for name, (_multi, values) in field_specs(taxonomy).items():
@@ -293,7 +302,8 @@ def fit_calibration(taxonomy: Taxonomy, rows: Sequence[Scored], data_hash: str) 
             threshold, precision, support = floor_threshold(pairs, floor)
             thresholds[name][value] = threshold
             reached[f"{name}={value}"] = {"threshold": threshold, "precision": precision, "support": support}
-    return Calibration(weights, thresholds, {"items": len(rows), "data_sha256": data_hash, "floors": reached})
+    return Calibration(weights, thresholds, {"items": len(rows), "floor_items": len(fit_rows), "data_sha256": data_hash,
+                                             "floors": reached})
 
 
 def floor_threshold(pairs: Sequence[tuple[float, bool]], floor: float) -> tuple[float, float | None, int]:

@@ -4,6 +4,7 @@
                                   calibrated weights, under the taxonomy's implications and precision floors
     "model alone"                 the same model, prompt and shots, constrained decoding, no vote, no rules
     "kNN vote"                    the labelled neighbours' similarity-weighted vote over the embedder's vectors
+    "linear probe"                the probe fitted on the labelled items (`tagging.probe`), alone, no rules
     "base + shots (constrained)"  the prompt-only base model, same shots and constrained decoding (when the model is
                                   an adapter): it always writes valid tags, so it is a fair baseline
 
@@ -33,8 +34,10 @@ from lorag.tagging.confidence import (
 from lorag.tagging.tagger import Item, Raw, Tagger
 
 
-def compare(tagger: Tagger, records: Sequence[Record], base: Scorer | None = None) -> dict[str, dict[str, Any]]:
-    """contender → metrics on `records` (their `output` is the gold)."""
+def compare(tagger: Tagger, records: Sequence[Record], base: Scorer | None = None, *,
+            base_shots: int | None = None) -> dict[str, dict[str, Any]]:
+    """contender → metrics on `records` (their `output` is the gold); the base model is shown `base_shots`
+    neighbours (default: the tagger's)."""
     items = [Item(str(number), record.prompt) for number, record in enumerate(records)]
     raws = _raw(tagger, items)
     weights = tagger.calibration.weights if tagger.calibration is not None else {}
@@ -45,8 +48,11 @@ def compare(tagger: Tagger, records: Sequence[Record], base: Scorer | None = Non
     }
     if all(raw.knn is not None for raw in raws):
         contenders["kNN vote"] = [_decide(bare, raw.knn, None) for raw in raws]
+    if all(raw.probe is not None for raw in raws):
+        contenders["linear probe"] = [_decide(bare, raw.probe, None) for raw in raws]
     if base is not None:
-        baseline = Tagger(None, tagger.task, model=None, shots=tagger.shots, k_shots=tagger.k_shots, scorer=base,
+        shown = tagger.k_shots if base_shots is None else base_shots
+        baseline = Tagger(None, tagger.task, model=None, shots=tagger.shots, k_shots=shown, scorer=base,
                           knn_k=0, batch_size=tagger.batch_size)
         contenders["base + shots (constrained)"] = [_decide(bare, raw.model, None) for raw in _raw(baseline, items)]
     golds = [record.output for record in records]
@@ -104,7 +110,7 @@ def _raw(tagger: Tagger, items: Sequence[Item]) -> list[Raw]:
 
 
 def _blend(raw: Raw, weights: dict[str, float]) -> Distribution | None:
-    return None if raw.model is None else blend(raw.model, raw.knn, weights)
+    return None if raw.model is None else blend(raw.model, raw.vote, weights)
 
 
 def _decide(taxonomy: Taxonomy, dist: Distribution | None, calibration: Calibration | None) -> Decision | None:

@@ -25,7 +25,16 @@ from lorag.finetune.tasks import TaskSpec
 from lorag.finetune.types import Record
 from lorag.serving.protocol import Generator
 from lorag.tagging.confidence import SharedScorer
-from lorag.tagging.tagger import Embeds, Item, ShotIndex, Tagger, TagResult, calibration_of, shot_pool
+from lorag.tagging.probe import LinearProbe
+from lorag.tagging.tagger import (
+    Embeds,
+    Item,
+    ShotIndex,
+    Tagger,
+    TagResult,
+    calibration_of,
+    shot_pool,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +43,8 @@ KEEP_JOBS = 200
 # than `lorag tag`'s keep that wait to a few seconds on a CPU.
 BATCH_SIZE = 8
 Status = Literal["queued", "running", "succeeded", "failed"]
-Pool = tuple[ShotIndex | None, list[Record]]  # labelled examples for the prompts and the vote; held-out items
+# labelled examples for the prompts and the vote, the probe fitted on them, and the held-out items
+Pool = tuple[ShotIndex | None, LinearProbe | None, list[Record]]
 
 
 class Example(Protocol):
@@ -52,7 +62,7 @@ class JobInput(Protocol):
     def examples(self) -> Sequence[Example]: ...
 
     @property
-    def shots(self) -> int: ...
+    def shots(self) -> int | None: ...  # None: as many as the model was trained with (`default_shots`)
 
 
 class Holds(Protocol):
@@ -69,6 +79,7 @@ class TaggingJob:
     spec: TaskSpec
     request: JobInput
     model: str | None
+    shots: int  # neighbours shown per item (`default_shots` of the request's)
     status: Status = "queued"
     results: list[TagResult] = field(default_factory=list)
     error: str | None = None
@@ -124,26 +135,30 @@ class JobBoard:
         generator = self.resources.answer_generator
         if generator is None:
             raise BackendUnavailable("the models are not loaded (LORAG_SERVER__LOAD_MODELS=false)")
-        index, held_out = self._pool(job)
+        index, probe, held_out = self._pool(job)
         scorer = _scorer(generator, job.model)
         tagger = Tagger(None if scorer is not None else generator, job.spec, model=job.model, shots=index,
-                        k_shots=job.request.shots, batch_size=BATCH_SIZE,
-                        max_new_tokens=job.spec.evaluation.max_new_tokens, scorer=scorer)
+                        k_shots=job.shots, batch_size=BATCH_SIZE,
+                        max_new_tokens=job.spec.evaluation.max_new_tokens, scorer=scorer, probe=probe)
         tagger.calibration = calibration_of(tagger, held_out, self.resources.settings.runs_dir / "calibration")
         return tagger
 
     def _pool(self, job: TaggingJob) -> Pool:
         """The request's examples, else the task's training split (embedded once per task), with the items to
         calibrate on: `shot_pool`, as `lorag tag --examples` or `lorag tag --task` chooses them."""
-        embedder = self.resources.embedder
         if job.request.examples:
-            examples, held_out = shot_pool(job.spec, examples_records(job.spec, job.request.examples))
-            return (ShotIndex(embedder, examples) if embedder is not None else None), held_out
+            return self._fitted(job.spec, examples_records(job.spec, job.request.examples))
         if job.spec.name not in self._pools:
-            examples, held_out = shot_pool(job.spec, None)
-            self._pools[job.spec.name] = (ShotIndex(embedder, examples) if examples and embedder is not None
-                                          else None), held_out
+            self._pools[job.spec.name] = self._fitted(job.spec, None)
         return self._pools[job.spec.name]
+
+    def _fitted(self, spec: TaskSpec, examples: list[Record] | None) -> Pool:
+        embedder = self.resources.embedder
+        pool, held_out = shot_pool(spec, examples)
+        if not pool or embedder is None:
+            return None, None, held_out
+        assert spec.taxonomy is not None
+        return ShotIndex(embedder, pool), LinearProbe.fit(embedder, spec.taxonomy, pool), held_out
 
 
 def _scorer(generator: Generator, model: str | None) -> SharedScorer | None:

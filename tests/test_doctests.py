@@ -28,6 +28,7 @@ PURE_MODULES = [
     "lorag.finetune.schedule",
     "lorag.app.slack",
     "lorag.tagging.checkpoint",
+    "lorag.tagging.probe",
 ]
 
 

@@ -94,14 +94,15 @@ def test_a_job_draws_on_the_examples_lorag_tag_would() -> None:
     task = load_task(MENU_TASK)
     board = JobBoard(SimpleNamespace(embedder=WordEmbedder()))  # type: ignore[arg-type]
     request = JobRequest(task=task.name, items=[{"id": "1", "text": "Pad thai"}])
-    index, held_out = board._pool(TaggingJob("tag-1", task, request, None))
+    index, probe, held_out = board._pool(TaggingJob("tag-1", task, request, None, 3))
     splits = split(dedupe(load_records(task))[0], task.split)
     assert index is not None and [text for text, _tags in index.examples] == [r.prompt for r in splits["train"]]
+    assert probe is not None and probe.texts == [r.prompt for r in splits["train"]]  # fitted on the same items
     assert held_out == splits["validation"]  # never the test split
-    assert board._pool(TaggingJob("tag-2", task, request, None))[0] is index  # embedded once per task
+    assert board._pool(TaggingJob("tag-2", task, request, None, 3))[0] is index  # embedded once per task
 
     given = [{"text": text, "tags": tags} for text, tags in EXAMPLES]
     small = taxonomy_task(TAXONOMY, "taxonomy")
-    index, held_out = board._pool(TaggingJob("tag-3", small, JobRequest(taxonomy=TAXONOMY, items=request.items,
-                                                                        examples=given), None))
+    index, _probe, held_out = board._pool(TaggingJob("tag-3", small, JobRequest(
+        taxonomy=TAXONOMY, items=request.items, examples=given), None, 3))
     assert index is not None and len(index) == len(held_out) == len(EXAMPLES)  # calibrated leave-one-out

@@ -87,7 +87,8 @@ def eval_tagging(
     task: TaskOption = None,
     model: ModelOption = None,
     examples: ExamplesOption = None,
-    shots: Annotated[int, typer.Option(min=0, help="Labelled neighbours shown per item.")] = 3,
+    shots: Annotated[int | None, typer.Option(min=0, help="Labelled neighbours shown per item; default: 0 with an "
+                                              "adapter (trained on bare prompts), 3 with the base model.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Items generated together (bench/tag.py).")] = 32,
     limit: Annotated[int | None, typer.Option(help="Only the first N gold items.")] = None,
     out: OutOption = None,

@@ -19,8 +19,18 @@ from lorag.finetune.types import stable_hash
 from lorag.tagging.checkpoint import PROBE_ITEMS, Checkpoint, progress_bar, run_resumable
 from lorag.tagging.confidence import TransformersScorer
 from lorag.tagging.confirm import confirmations, store
+from lorag.tagging.probe import LinearProbe
 from lorag.tagging.tables import items_of, labelled_records, read_table, table_format, write_review
-from lorag.tagging.tagger import ShotIndex, Tagger, calibration_of, load_taxonomy, matching_task, shot_pool
+from lorag.tagging.tagger import (
+    BASE_SHOTS,
+    ShotIndex,
+    Tagger,
+    calibration_of,
+    default_shots,
+    load_taxonomy,
+    matching_task,
+    shot_pool,
+)
 
 if TYPE_CHECKING:  # the models and the database are loaded by the commands that need them
     from sqlalchemy.orm import Session, sessionmaker
@@ -43,7 +53,8 @@ ExamplesOption = Annotated[Path | None, typer.Option(help="Labelled items for th
 
 def tag_command(settings: Settings, input_path: Path, output: Path, *, taxonomy: Path | None, task: str | None,
                 model: str | None, examples: Path | None, id_field: str | None, text_field: str | None,
-                shots: int, batch_size: int | None, retry_failed: bool, review_below: float | None = None) -> int:
+                shots: int | None, batch_size: int | None, retry_failed: bool,
+                review_below: float | None = None) -> int:
     """`lorag tag`; the exit code is 1 when any item has no valid tags (the output holds their reasons).
     `batch_size` None: chosen from the measured speed. Items below `review_below` confidence, and those marked
     needs_review, also go to OUTPUT's `.review.jsonl` sibling."""
@@ -68,7 +79,7 @@ def tag_command(settings: Settings, input_path: Path, output: Path, *, taxonomy:
 
 
 def eval_tagging(settings: Settings, gold: Path, *, taxonomy: Path | None, task: str | None, model: str | None,
-                 examples: Path | None, text_field: str | None, tags_field: str | None, shots: int,
+                 examples: Path | None, text_field: str | None, tags_field: str | None, shots: int | None,
                  batch_size: int, limit: int | None, out: Path | None) -> dict[str, Any]:
     """`lorag eval tagging`: the tagger against the kNN vote and the base model with the same shots and constrained
     decoding (`tagging.evaluate`): macro-F1 per field, per-value precision and recall, calibration error."""
@@ -79,10 +90,11 @@ def eval_tagging(settings: Settings, gold: Path, *, taxonomy: Path | None, task:
     records = labelled_records(gold, spec, text_field=text_field, tags_field=tags_field)[:limit]
     tagger = build_tagger(settings, spec, model, examples, shots=shots, batch_size=batch_size)
     base = tagger.scorer.as_base("base") if isinstance(tagger.scorer, TransformersScorer) else None
-    results = compare(tagger, records, base)
+    results = compare(tagger, records, base, base_shots=max(tagger.k_shots, BASE_SHOTS))
     report: dict[str, Any] = {
         "contenders": results, "examples": len(records), "model": tagger.model or "base", "task": spec.name,
-        "shots": shots, "calibration": tagger.calibration.as_dict() if tagger.calibration else None,
+        "shots": tagger.k_shots, "base_shots": max(tagger.k_shots, BASE_SHOTS),
+        "calibration": tagger.calibration.as_dict() if tagger.calibration else None,
         "run": {"gold": str(gold), "gold_sha256": stable_hash([[r.prompt, r.output] for r in records])}}
     json_path, md_path = write_report("tagging", report, out or settings.runs_dir / "eval", report_markdown(report))
     typer.echo(md_path.read_text())
@@ -110,11 +122,12 @@ def tagging_spec(settings: Settings, taxonomy: Path | None, task: str | None) ->
     return match or spec
 
 
-def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples: Path | None, *, shots: int,
-                 batch_size: int, calibrate: bool = True) -> Tagger:
+def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples: Path | None, *,
+                 shots: int | None, batch_size: int, calibrate: bool = True) -> Tagger:
     """The in-process model scores the taxonomy's values (constrained decoding with probabilities); a model server
-    (vLLM) generates under its JSON schema. Labelled examples serve the prompts and the neighbours' vote, and held-out
-    ones fit the calibration (cached per model, taxonomy and data)."""
+    (vLLM) generates under its JSON schema. Labelled examples serve the prompts, the neighbours' vote and the linear
+    probe, and held-out ones fit the calibration (cached per model, taxonomy and data). `shots` None: as many as
+    the model was trained with (`default_shots`)."""
     from lorag.app import wiring
     from lorag.serving.factory import build_answer_generator
 
@@ -124,6 +137,7 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
     labelled = labelled_records(examples, spec, text_field=None, tags_field=None) if examples is not None else None
     pool, held_out = shot_pool(spec, labelled)
     index = ShotIndex(_embedder(settings), pool) if pool else None
+    probe = LinearProbe.fit(index.embedder, spec.taxonomy, pool) if index is not None else None
     scorer, generator = None, None
     if settings.generator.backend == "transformers":
         scorer = _scorer(settings, adapter, model)
@@ -131,8 +145,9 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
         generator = build_answer_generator(settings)
         if adapter is not None and generator.capabilities.runtime_adapters:
             generator.add_adapter(adapter.name, adapter.path)
-    tagger = Tagger(generator, spec, model=name, shots=index, k_shots=shots, batch_size=batch_size,
-                    max_new_tokens=spec.evaluation.max_new_tokens, scorer=scorer)
+    tagger = Tagger(generator, spec, model=name, shots=index, k_shots=default_shots(adapter is not None, shots),
+                    batch_size=batch_size, max_new_tokens=spec.evaluation.max_new_tokens, scorer=scorer,
+                    probe=probe)
     if calibrate:
         tagger.calibration = calibration_of(tagger, held_out, settings.runs_dir / "calibration", say=typer.echo,
                                             progress=lambda total: progress_bar(total, 0, True))
@@ -212,7 +227,8 @@ def tag(
     id_field: Annotated[str | None, typer.Option(help="Id column; default `id`, else the row number.")] = None,
     text_field: Annotated[str | None, typer.Option(help="Text column; default the first of item, text, "
                                                    "description, name.")] = None,
-    shots: Annotated[int, typer.Option(min=0, help="Labelled neighbours shown per item.")] = 3,
+    shots: Annotated[int | None, typer.Option(min=0, help="Labelled neighbours shown per item; default: 0 with an "
+                                              "adapter (trained on bare prompts), 3 with the base model.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Items tagged together; default: as many as take "
                                                    "about 20 s at the speed measured on the first items.")] = None,
     retry_failed: Annotated[bool, typer.Option(help="On resume, tag the items that failed before again.")] = False,
@@ -222,8 +238,6 @@ def tag(
 ) -> None:
     """Tag every item against a taxonomy. Resumable: run it again to continue where it stopped.
     Exit code 1 if any item got no valid tags (the output gives the reason)."""
-
-
     raise typer.Exit(tag_command(
         cli_settings(), input_path, output, taxonomy=taxonomy, task=task, model=model, examples=examples,
         id_field=id_field, text_field=text_field, shots=shots, batch_size=batch_size, retry_failed=retry_failed,

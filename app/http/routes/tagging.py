@@ -31,7 +31,7 @@ from lorag.core.errors import BackendUnavailable, Forbidden, InvalidInput, Lorag
 from lorag.core.keys import Principal
 from lorag.finetune.tasks import TaskSpec, find_task
 from lorag.tagging.jobs import JobBoard, Status, TaggingJob, examples_records
-from lorag.tagging.tagger import matching_task, taxonomy_task
+from lorag.tagging.tagger import default_shots, matching_task, taxonomy_task
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/tagging", tags=["tagging"])
@@ -59,7 +59,8 @@ class JobRequest(BaseModel):
                               "task's adapter in service, else the base model.")
     examples: list[ExampleIn] = Field(default_factory=list, max_length=500,
                                       description="Labelled items for the prompts; default: the task's data.")
-    shots: int = Field(3, ge=0, le=8, description="Labelled neighbours shown per item.")
+    shots: int | None = Field(None, ge=0, le=8, description="Labelled neighbours shown per item; default: 0 with an "
+                              "adapter (trained on bare prompts), 3 with the base model.")
 
 
 class ConfirmedItem(BaseModel):
@@ -131,7 +132,9 @@ def create_job(body: JobRequest, resources: ResourcesDep,
         raise InvalidInput("item ids must be unique within a job", param="items")
     examples_records(spec, body.examples)  # bad examples are the caller's error, reported now rather than in the job
     model = _permitted_model(principal, resources, body.model, spec.name)
-    job = TaggingJob(id=f"tag-{uuid.uuid4().hex}", spec=spec, request=body, model=model)
+    base = resources.answerer.base_model if resources.answerer else None
+    job = TaggingJob(id=f"tag-{uuid.uuid4().hex}", spec=spec, request=body, model=model,
+                     shots=default_shots(model not in (None, base), body.shots))
     board.submit(job)
     return job_out(job)
 

@@ -1,0 +1,89 @@
+"""The linear probe over the labelled items, and the precision floors fitted on its cross-fitted probabilities.
+
+The data are built so that what decides a flag is one word in the item ("chicken", "tofu") while the rest of the
+text (the dish) is shared across both sides: a nearest-neighbour vote is led by the dish, the probe by the word.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+import pytest
+
+from lorag.finetune.types import Record
+from lorag.tagging.confidence import NEVER, fit_calibration
+from lorag.tagging.probe import MIN_ITEMS, LinearProbe, words
+from lorag.tagging.tagger import Item, ShotIndex, Tagger, calibrate, default_shots, tagging_task
+from tests.test_tagging import WordEmbedder
+from tests.test_tagging_confidence import DIET, FixedScorer, dist
+
+DISHES = ["curry", "noodle bowl", "rice plate", "wrap", "salad", "stew", "pie", "burger", "soup", "skewers"]
+VEG = {"course": "main", "diet": ["vegetarian", "vegan", "dairy-free"]}
+MEAT = {"course": "main", "diet": ["dairy-free"]}
+
+
+def labelled(protein: str, dishes: list[str], sides: tuple[str, ...] = ("rice", "greens")) -> list[tuple[str, object]]:
+    return [(f"{dish} with {protein} and {side}", VEG if protein == "tofu" else MEAT)
+            for dish, side in product(dishes, sides)]
+
+
+POOL = labelled("tofu", DISHES[:8]) + labelled("chicken", DISHES[:8])
+
+
+def test_the_probe_learns_the_word_that_decides_a_flag() -> None:
+    probe = LinearProbe.fit(WordEmbedder(), DIET, POOL)
+    assert probe is not None
+    unseen = ["soup with chicken and rice", "soup with tofu and greens", "skewers with chicken and greens"]
+    veg = [d["diet"]["vegetarian"] for d in probe.distributions(unseen)]
+    assert veg[0] < 0.2 and veg[1] > 0.8 and veg[2] < 0.2
+    assert all(abs(d["course"]["main"] + d["course"]["starter"] - 1) < 1e-9 for d in probe.distributions(unseen))
+
+
+def test_too_few_labelled_items_give_no_probe() -> None:
+    assert LinearProbe.fit(WordEmbedder(), DIET, POOL[:MIN_ITEMS - 1]) is None
+
+
+def test_cross_fitted_probabilities_cover_every_item_and_still_generalise() -> None:
+    probe = LinearProbe.fit(WordEmbedder(), DIET, POOL)
+    assert probe is not None
+    honest = probe.cross_fitted()
+    assert len(honest) == len(POOL)
+    right = [(d["diet"]["vegetarian"] >= 0.5) == ("tofu" in text) for d, (text, _o) in zip(honest, POOL, strict=True)]
+    assert sum(right) == len(POOL)
+
+
+def test_words_fold_plurals_and_drop_digits() -> None:
+    assert words("2 Prawns, 1 prawn (GF)") == {"prawn", "gf"}
+
+
+def test_floors_fitted_on_many_vote_rows_let_a_flag_through_that_few_model_rows_cannot() -> None:
+    rows = [(dist(0.9, 0.9, 0.9), dist(0.9, 0.9, 0.9), VEG)] * 3  # three items the model was scored on
+    assert fit_calibration(DIET, rows, "h").thresholds["diet"]["vegetarian"] == NEVER
+    floor_rows = [(None, dist(0.95, 0.95, 0.95), VEG)] * 60 + [(None, dist(0.2, 0.1, 0.9), MEAT)] * 60
+    calibration = fit_calibration(DIET, rows, "h", floor_rows)
+    assert calibration.thresholds["diet"]["vegetarian"] == 0.95
+    assert calibration.weights["diet"] == 0.0  # a floored field is decided by the vote the floor was fitted on
+    assert calibration.fitted_on["floor_items"] == 120
+
+
+def test_the_tagger_blends_the_probe_and_its_floors_hold_on_unseen_items() -> None:
+    """The model says vegan for everything; the probe, calibrated on its cross-fitted probabilities, decides."""
+    sides = ("rice", "greens", "chips", "bread")  # 40 vegetarian items: enough for a floor of 0.9 at 95% confidence
+    pool = labelled("tofu", DISHES, sides) + labelled("chicken", DISHES, sides)
+    held_out = [Record(prompt=text, output=output) for text, output in pool[::7]]
+    probe = LinearProbe.fit(WordEmbedder(), DIET, pool)
+    always_vegan = dist(0.99, 0.99, 0.99)
+    texts = ["pasta with chicken and beans", "pasta with tofu and beans", *(r.prompt for r in held_out)]
+    tagger = Tagger(None, tagging_task(DIET), model=None, scorer=FixedScorer(dict.fromkeys(texts, always_vegan)),
+                    shots=ShotIndex(WordEmbedder(), pool), k_shots=0, probe=probe)
+    raws = tagger.raw([Item(str(n), r.prompt) for n, r in enumerate(held_out)])
+    tagger.calibration = calibrate(tagger, list(zip(raws, held_out, strict=True)), held_out, "h")
+    assert tagger.calibration.fitted_on["floor_items"] == len(pool)
+    chicken, tofu = tagger.tag([Item("a", "pasta with chicken and beans"), Item("b", "pasta with tofu and beans")])
+    assert "vegetarian" not in chicken.tags["diet"] and "vegan" not in chicken.tags["diet"]
+    assert tofu.tags["diet"] == ["vegetarian", "vegan", "dairy-free"], tofu.review
+
+
+@pytest.mark.parametrize(("adapter", "asked", "shown"), [(True, None, 0), (False, None, 3), (True, 2, 2)])
+def test_an_adapter_sees_the_bare_prompt_it_was_trained_on(adapter: bool, asked: int | None, shown: int) -> None:
+    assert default_shots(adapter, asked) == shown
