@@ -383,7 +383,7 @@ def enforce_implications(taxonomy: Taxonomy, dist: Distribution) -> Distribution
 @dataclass(frozen=True)
 class Decision:
     tags: str | dict[str, Any]
-    confidence: float  # the least sure field's probability of being right
+    confidence: float  # the probability that every field is right: the product of `fields`, as if independent
     fields: dict[str, float]  # field → probability its value (a multi field: its every yes/no) is right
     review: tuple[str, ...]  # why a person should look; empty: nothing flagged is in doubt
 
@@ -412,9 +412,9 @@ def decide(taxonomy: Taxonomy, dist: Distribution, calibration: Calibration | No
             chosen = [value for value in chosen if value not in held]
         chosen = _closed(chosen, implications(taxonomy).get(name, {}), review, name)
         tags[name] = chosen
-        confidences[name] = min(p[v] if v in chosen else 1 - p[v] for v in values)
+        confidences[name] = math.prod(p[v] if v in chosen else 1 - p[v] for v in values)
     result = tags[LABEL] if taxonomy.labels is not None else tags
-    return Decision(result, min(confidences.values()), confidences, tuple(review))
+    return Decision(result, math.prod(confidences.values()), confidences, tuple(review))
 
 
 def _closed(chosen: list[str], rules: Mapping[str, list[str]], review: list[str], name: str) -> list[str]:

@@ -11,7 +11,9 @@ items, and with few of them the tagger falls back on the kNN vote (MIN_ITEMS).
 
 The regularisation of each field is chosen by cross-validated log-loss over the labelled items (L2_GRID), and
 `cross_fitted` gives every labelled item a probability from a probe that did not see it: what the precision floors
-are fitted on, so a floor rests on every labelled item rather than on the few the model is scored on.
+are fitted on, so a floor rests on every labelled item rather than on the few the model is scored on. Those
+cross-fitted scores also set each head's temperature (the divisor of its scores that minimises their log-loss), so
+a probability of 0.7 is right about 70% of the time on items the probe did not see, not only on those it did.
 
 >>> probe = LinearProbe.fit(embedder, taxonomy, examples)  # doctest: +SKIP
 >>> probe.distributions(["Chicken tikka masala"])[0]["dietary"]["vegetarian"]  # doctest: +SKIP
@@ -36,6 +38,7 @@ MIN_WORD_ITEMS = 2  # a word is a feature when at least this many labelled items
 L2_GRID = (1e-4, 1e-3, 1e-2)  # tried per field by cross-validation
 FOLDS = 5
 STEPS, RATE = 400, 2.0  # full-batch gradient descent: the problem is small and convex
+TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 41))  # tried per head on the cross-fitted scores
 
 _WORD = re.compile(r"[^\W\d_]+")
 
@@ -62,6 +65,7 @@ class Head:
     classes: tuple[str, ...]
     weights: np.ndarray  # features × classes
     l2: float
+    temperature: float = 1.0  # scores are divided by it before the softmax
 
 
 class LinearProbe:
@@ -74,6 +78,7 @@ class LinearProbe:
         self._column = {word: index for index, word in enumerate(self.vocabulary)}
         self.heads = list(heads)
         self.texts, self.outputs = list(texts), list(outputs)
+        self._honest: list[np.ndarray] | None = None  # per head, the cross-fitted scores (items × classes)
 
     @classmethod
     def fit(cls, embedder: Embeds, taxonomy: Taxonomy, examples: Sequence[tuple[str, object]]) -> LinearProbe | None:
@@ -87,11 +92,15 @@ class LinearProbe:
         probe = cls(embedder, taxonomy, vocabulary, [], texts, outputs)
         features = probe.features(texts)
         folds = _folds(len(texts))
-        heads = []
+        heads, honest = [], []
         for name, value, classes, targets in _targets(taxonomy, outputs):
-            l2 = min(L2_GRID, key=lambda l2, targets=targets: _cv_loss(features, targets, folds, l2))
-            heads.append(Head(name, value, classes, _train(features, targets, l2), l2))
-        probe.heads = heads
+            tried = {l2: _cross_scores(features, targets, folds, l2) for l2 in L2_GRID}
+            l2 = min(L2_GRID, key=lambda l2, tried=tried, targets=targets: _loss(tried[l2], targets))
+            scores = tried[l2]
+            temperature = min(TEMPERATURES, key=lambda t, scores=scores, targets=targets: _loss(scores / t, targets))
+            heads.append(Head(name, value, classes, _train(features, targets, l2), l2, float(temperature)))
+            honest.append(scores)
+        probe.heads, probe._honest = heads, honest
         return probe
 
     def features(self, texts: Sequence[str]) -> np.ndarray:
@@ -109,21 +118,18 @@ class LinearProbe:
     def distributions(self, texts: Sequence[str]) -> list[Distribution]:
         if not texts:
             return []
-        return _assemble(self.taxonomy, self.heads, self.features(texts), [head.weights for head in self.heads])
+        features = self.features(texts)
+        return _assemble(self.taxonomy, self.heads, [features @ head.weights for head in self.heads])
 
     def cross_fitted(self) -> list[Distribution]:
         """Per labelled item (in fitting order), the distribution of a probe fitted on the other folds: an honest
         probability for every item, to fit thresholds on."""
-        features = self.features(self.texts)
-        targets = {(name, value): t for name, value, _classes, t in _targets(self.taxonomy, self.outputs)}
-        out: list[Distribution | None] = [None] * len(self.texts)
-        for fold in _folds(len(self.texts)):
-            train = np.setdiff1d(np.arange(len(self.texts)), fold)
-            weights = [_train(features[train], targets[(head.field, head.value)][train], head.l2)
-                       for head in self.heads]
-            for index, dist in zip(fold, _assemble(self.taxonomy, self.heads, features[fold], weights), strict=True):
-                out[int(index)] = dist
-        return [dist for dist in out if dist is not None]
+        if self._honest is None:  # a probe built, not fitted: compute them now
+            features = self.features(self.texts)
+            targets = {(name, value): t for name, value, _classes, t in _targets(self.taxonomy, self.outputs)}
+            self._honest = [_cross_scores(features, targets[(head.field, head.value)], _folds(len(self.texts)),
+                                          head.l2) for head in self.heads]
+        return _assemble(self.taxonomy, self.heads, self._honest)
 
 
 def _targets(taxonomy: Taxonomy, outputs: Sequence[object]) -> list[tuple[str, str | None, tuple[str, ...],
@@ -142,11 +148,11 @@ def _targets(taxonomy: Taxonomy, outputs: Sequence[object]) -> list[tuple[str, s
     return heads
 
 
-def _assemble(taxonomy: Taxonomy, heads: Sequence[Head], features: np.ndarray,
-              weights: Sequence[np.ndarray]) -> list[Distribution]:
-    out: list[Distribution] = [{} for _ in range(len(features))]
-    for head, w in zip(heads, weights, strict=True):
-        probs = _softmax(features @ w)
+def _assemble(taxonomy: Taxonomy, heads: Sequence[Head], scores: Sequence[np.ndarray]) -> list[Distribution]:
+    """Distributions from each head's scores (items × classes), tempered."""
+    out: list[Distribution] = [{} for _ in range(len(scores[0]))] if scores else []
+    for head, z in zip(heads, scores, strict=True):
+        probs = _softmax(z / head.temperature)
         for row, dist in enumerate(out):
             if head.value is None:
                 dist[head.field] = {value: float(p) for value, p in zip(head.classes, probs[row], strict=True)}
@@ -171,13 +177,18 @@ def _train(features: np.ndarray, targets: np.ndarray, l2: float) -> np.ndarray:
     return weights
 
 
-def _cv_loss(features: np.ndarray, targets: np.ndarray, folds: Sequence[np.ndarray], l2: float) -> float:
-    total = 0.0
+def _cross_scores(features: np.ndarray, targets: np.ndarray, folds: Sequence[np.ndarray], l2: float) -> np.ndarray:
+    """Every item's scores from weights trained on the other folds."""
+    scores = np.zeros(targets.shape)
     for fold in folds:
         train = np.setdiff1d(np.arange(len(features)), fold)
-        probs = _softmax(features[fold] @ _train(features[train], targets[train], l2))
-        total -= float(np.log(np.maximum((probs * targets[fold]).sum(axis=1), 1e-9)).sum())
-    return total / len(features)
+        scores[fold] = features[fold] @ _train(features[train], targets[train], l2)
+    return scores
+
+
+def _loss(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Mean log-loss of the softmax of `scores`."""
+    return -float(np.log(np.maximum((_softmax(scores) * targets).sum(axis=1), 1e-9)).mean())
 
 
 def _folds(n: int) -> list[np.ndarray]:

@@ -75,7 +75,7 @@ class TagResult:
     text: str
     tags: Output | None
     valid: bool
-    confidence: float | None  # the least sure field's measured probability of being right (tagging_confidence)
+    confidence: float | None  # the measured probability that every field is right (tagging.confidence.decide)
     model: str  # the adapter version, or the base model's name
     attempts: int
     error: str | None = None
@@ -410,7 +410,7 @@ def calibration_of(tagger: Tagger, held_out: Sequence[Record], cache_dir: Path, 
                        "knn": tagger.knn_k, "pool": len(tagger.shots or ()),
                        "probe": None if tagger.probe is None else stable_hash([tagger.probe.texts,
                                                                                 tagger.probe.outputs]),
-                       "floors": f"wilson-z{CONFIDENCE_Z}-cross-fitted"})[:16]  # an older rule's is refitted
+                       "floors": f"wilson-z{CONFIDENCE_Z}-cross-fitted-tempered"})[:16]  # an older rule's is refitted
     path = cache_dir / f"{key}.json"
     if path.exists():
         return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))

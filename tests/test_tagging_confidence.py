@@ -60,7 +60,9 @@ def test_a_flag_below_its_threshold_is_held_back_for_review() -> None:
     doubtful = decide(DIET, dist(vegetarian=0.95, vegan=0.55, dairy_free=0.97), SURE)
     assert doubtful.tags["diet"] == ["vegetarian", "dairy-free"]
     assert len(doubtful.review) == 1 and "vegan" in doubtful.review[0]
-    assert doubtful.confidence == pytest.approx(0.45)  # the least sure decision: vegan left out at p 0.55
+    # each decision's probability of being right (vegan left out at p 0.55: 0.45), multiplied: every one right
+    assert doubtful.fields["diet"] == pytest.approx(0.95 * 0.45 * 0.97)
+    assert doubtful.confidence == pytest.approx(0.8 * 0.95 * 0.45 * 0.97)  # and the course, main at 0.8
 
 
 def test_without_calibration_every_flag_goes_to_review() -> None:

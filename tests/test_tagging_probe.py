@@ -87,3 +87,21 @@ def test_the_tagger_blends_the_probe_and_its_floors_hold_on_unseen_items() -> No
 @pytest.mark.parametrize(("adapter", "asked", "shown"), [(True, None, 0), (False, None, 3), (True, 2, 2)])
 def test_an_adapter_sees_the_bare_prompt_it_was_trained_on(adapter: bool, asked: int | None, shown: int) -> None:
     assert default_shots(adapter, asked) == shown
+
+
+def test_the_probabilities_of_a_noisy_flag_match_how_often_it_holds_on_unseen_items() -> None:
+    """Tofu items are vegetarian 3 times in 4 (every dish and every side has its mislabelled ones, so no word
+    predicts them): an honest probe says about 0.75 for a tofu item it did not see, neither the 0.5 of too much
+    regularisation nor the 1.0 of too little."""
+    sides = ("rice", "greens", "chips", "bread")
+    pool = [(f"{dish} with tofu and {side}", MEAT if (d + s) % 4 == 0 else VEG)
+            for (d, dish), (s, side) in product(enumerate(DISHES), enumerate(sides))]
+    pool += labelled("chicken", DISHES, sides)
+    probe = LinearProbe.fit(WordEmbedder(), DIET, pool)
+    assert probe is not None
+    honest = [d["diet"]["vegetarian"] for d, (text, _o) in zip(probe.cross_fitted(), pool, strict=True)
+              if "tofu" in text]
+    assert 0.65 <= sum(honest) / len(honest) <= 0.85, sum(honest) / len(honest)
+    unseen = probe.distributions(["pasta with tofu and beans"])[0]["diet"]["vegetarian"]
+    assert 0.6 <= unseen <= 0.9, unseen
+    assert any(head.temperature != 1.0 for head in probe.heads)
