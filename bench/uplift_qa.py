@@ -87,7 +87,8 @@ def run_kb(kb: str, settings: Settings, args: argparse.Namespace) -> dict[str, A
         documents = Documents(questions="rules", max_examples=args.max_examples)
         task = task.model_copy(update={"data": task.data.model_copy(update={"documents": documents})})
     task = task.model_copy(update={"lora": task.lora.model_copy(update={"r": args.rank, "alpha": 2 * args.rank}),
-                                   "training": task.training.model_copy(update=training_of(args))})
+                                   "training": task.training.model_copy(update=training_of(args)),
+                                   "context_chunks": args.context_chunks or task.context_chunks})
     with wiring.open_ingest(settings) as ctx:
         stack = nightly.Stack(settings, ctx.sessions, ctx.store, ctx.embedder)
         held_out = qa_records(PYTHON_QA) if kb == "python-faq" else []
@@ -150,6 +151,8 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--batch-tokens", type=int, default=2048)
     parser.add_argument("--max-examples", type=int, default=400, help="python-faq: generated questions kept")
+    parser.add_argument("--context-chunks", type=int, default=None,
+                        help="sources per training prompt (default: the task's); serving shows LORAG_RETRIEVAL__TOP_K")
     parser.add_argument("--answerable", type=int, default=24, help="answerable test questions per KB, at most")
     parser.add_argument("--unanswerable", type=int, default=12, help="unanswerable test questions per KB, at most")
     parser.add_argument("--out", type=Path, default=None)
@@ -162,6 +165,7 @@ def main() -> None:
         documents.sync_path(settings, PYTHON_FAQ, kb="python-faq", audience="public", wait=True)
         for kb in args.kbs:
             rows.append(run_kb(kb, settings, args))
+            rows[-1]["recipe"]["serving_top_k"] = settings.retrieval.top_k
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "items"}), file=sys.stderr, flush=True)
     report = {"benchmark": "uplift_qa", "targets": "token-F1 >= base + 0.15, citation precision >= 0.90, "
               "abstention on unanswerable >= 0.90, on answerable <= 0.15", "kbs": rows,
