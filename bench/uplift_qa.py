@@ -40,6 +40,7 @@ from lorag.finetune.evaluate import Contender, evaluate_task
 from lorag.finetune.tasks import Data, Documents, Evaluation, TaskSpec, load_task
 from lorag.finetune.train import train_lora
 from lorag.finetune.types import Record, stable_hash
+from lorag.retrieval import citations
 from lorag.retrieval.factory import build_answerer
 from lorag.serving.local import TransformersGenerator
 
@@ -169,6 +170,8 @@ def main() -> None:
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "items"}), file=sys.stderr, flush=True)
     report = {"benchmark": "uplift_qa", "targets": "token-F1 >= base + 0.15, citation precision >= 0.90, "
               "abstention on unanswerable >= 0.90, on answerable <= 0.15", "kbs": rows,
+              "verifier": {"lexical": citations.LEXICAL_THRESHOLD, "semantic": citations.SEMANTIC_THRESHOLD,
+                           "semantic_word_floor": citations.SEMANTIC_WORD_FLOOR},
               "machine": common.machine(), "code": nightly.code_version()}
     brief = {**report, "kbs": [{k: v for k, v in r.items() if k != "items"} for r in rows]}  # without every answer
     common.emit(report, args.out, shown=brief)
