@@ -441,10 +441,11 @@ PAIRS: list[tuple[str, str, bool, str, str]] = [
 ]
 
 
-def load_chunks() -> dict[str, dict[str, object]]:
-    """Each named chunk as ingestion cuts it, with the title and heading path the prompt shows."""
+def load_chunks(table: dict[str, tuple[str, str]] = CHUNKS) -> dict[str, dict[str, object]]:
+    """Each named chunk of `table` as ingestion cuts it, with the title and heading path the prompt shows; a file
+    named "faq:NAME" is a page of the Python FAQ folder."""
     found: dict[str, dict[str, object]] = {}
-    for name, (file, phrase) in CHUNKS.items():
+    for name, (file, phrase) in table.items():
         path = FAQ / file.removeprefix("faq:") if file.startswith("faq:") else ROOT / file
         doc = parse(path, max_bytes=10_000_000)
         chunks = split(doc, count_tokens=lambda text: int(len(text.split()) * 1.3), chunk_tokens=200,

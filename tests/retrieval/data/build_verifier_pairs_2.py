@@ -23,18 +23,13 @@ the `heldout2` split.
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
-from lorag.ingest.chunk import split
-from lorag.ingest.parse import parse
+from build_verifier_pairs import load_chunks  # this folder: the first set's builder cuts the chunks the same way
 
-ROOT = Path(__file__).resolve().parents[3]
 OUT = Path(__file__).with_name("verifier_pairs_2.jsonl")
 FIRST_SET = Path(__file__).with_name("verifier_pairs.jsonl")
-FAQ = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/work/shared/data/python-faq-html")
-FAQ_SOURCE = "Python FAQ ({}), docs.python.org 3.11, (c) Python Software Foundation, PSF License"
 SUPPORT = "samples/kb/support/"
 EXPERTS = "samples/kb/experts/"
 
@@ -574,20 +569,6 @@ PAIRS: list[tuple[str, str, bool, str, str]] = [
 ]
 
 
-def load_chunks() -> dict[str, dict[str, object]]:
-    """Each named chunk as ingestion cuts it, with the title and heading path the prompt shows."""
-    found: dict[str, dict[str, object]] = {}
-    for name, (file, phrase) in CHUNKS.items():
-        path = FAQ / file.removeprefix("faq:") if file.startswith("faq:") else ROOT / file
-        doc = parse(path, max_bytes=10_000_000)
-        chunks = split(doc, count_tokens=lambda text: int(len(text.split()) * 1.3), chunk_tokens=200,
-                       overlap_tokens=32)
-        chunk = next(c for c in chunks if phrase in c.text)
-        source = FAQ_SOURCE.format(path.name) if file.startswith("faq:") else file
-        found[name] = {"title": doc.title, "section": list(chunk.section_path), "text": chunk.text, "source": source}
-    return found
-
-
 def check_new(chunks: dict[str, dict[str, object]]) -> None:
     """Refuse a chunk the first set already uses, so the two sets stay disjoint."""
     with FIRST_SET.open(encoding="utf-8") as rows:
@@ -598,7 +579,7 @@ def check_new(chunks: dict[str, dict[str, object]]) -> None:
 
 
 def main() -> None:
-    chunks = load_chunks()
+    chunks = load_chunks(CHUNKS)
     check_new(chunks)
     with OUT.open("w", encoding="utf-8") as out:
         for number, (name, kind, supported, sentence, context) in enumerate(PAIRS):
