@@ -42,20 +42,21 @@ from lorag.retrieval.factory import build_answerer
 from lorag.serving.factory import build_answer_generator
 
 KB = "python-faq"
-PREVIOUS = {"lexical_threshold": 0.7, "semantic_threshold": 0.82}
+PREVIOUS = {"lexical_threshold": 0.7, "semantic_threshold": 0.82, "word_floor": 0.0}
 
 
 @contextmanager
 def previous_rules() -> Iterator[None]:
-    floor, heading = citations.SEMANTIC_WORD_FLOOR, citations.is_bare_heading
-    citations.SEMANTIC_WORD_FLOOR, citations.is_bare_heading = 0.0, lambda line, next_line: False
+    """Without the bare-heading rule (the thresholds are passed to `verify`)."""
+    heading = citations.is_bare_heading
+    citations.is_bare_heading = lambda line, next_line: False
     try:
         yield
     finally:
-        citations.SEMANTIC_WORD_FLOOR, citations.is_bare_heading = floor, heading
+        citations.is_bare_heading = heading
 
 
-def reverified(result: AnswerResult, similarity: Any, thresholds: dict[str, float]) -> AnswerResult:
+def reverified(result: AnswerResult, similarity: Any, thresholds: dict[str, Any]) -> AnswerResult:
     """The answer as `thresholds` (and the rules in force) would show its draft; an answer retrieval stopped
     before generation has no draft and stays as it is."""
     if not result.draft:
@@ -88,7 +89,8 @@ def main() -> None:
             live = {item.question: answerer.ask(item.question, kb=KB, audiences=("public",)) for item in items}
             similarity = cosine_similarity(ctx.embedder)
             shipped = {q: reverified(r, similarity, {"lexical_threshold": citations.LEXICAL_THRESHOLD,
-                                                     "semantic_threshold": citations.SEMANTIC_THRESHOLD})
+                                                     "semantic_threshold": citations.SEMANTIC_THRESHOLD,
+                                                     "word_floor": citations.SEMANTIC_WORD_FLOOR})
                        for q, r in live.items()}
             with previous_rules():
                 previous = {q: reverified(r, similarity, PREVIOUS) for q, r in live.items()}

@@ -270,9 +270,9 @@ def check_all(claims: Sequence[str], markers: Sequence[tuple[int, ...]], sources
     return [replace(c, semantic=float(next(scores))) if c.facts_match else c for c in checks]
 
 
-def is_supported(check: Check, lexical_threshold: float, semantic_threshold: float) -> bool:
+def is_supported(check: Check, lexical_threshold: float, semantic_threshold: float, word_floor: float) -> bool:
     return check.facts_match and (check.lexical >= lexical_threshold
-                                  or (check.semantic >= semantic_threshold and check.lexical >= SEMANTIC_WORD_FLOOR))
+                                  or (check.semantic >= semantic_threshold and check.lexical >= word_floor))
 
 
 def is_abstention(sentence: str) -> bool:
@@ -300,7 +300,8 @@ def claims_of(sentences: Sequence[AnswerSentence]) -> list[str]:
 
 
 def verify(answer_text: str, sources: Sequence[ScoredChunk], *, similarity: Similarity | None,
-           lexical_threshold: float, semantic_threshold: float, attribute_uncited: bool = False) -> VerifiedAnswer:
+           lexical_threshold: float, semantic_threshold: float, attribute_uncited: bool = False,
+           word_floor: float = SEMANTIC_WORD_FLOOR) -> VerifiedAnswer:
     """The answer as the user should see it; see the module docstring for the rules.
 
     With `attribute_uncited`, a sentence the model left without a marker is checked against every source and
@@ -316,7 +317,8 @@ def verify(answer_text: str, sources: Sequence[ScoredChunk], *, similarity: Simi
     if attribute_uncited:
         sentences, attributed = attribute(sentences, claims, len(sources))
     checks = check_all(claims, [s.markers for s in sentences], sources, similarity)
-    passed = best_only([c for c in checks if is_supported(c, lexical_threshold, semantic_threshold)], attributed)
+    passed = best_only([c for c in checks if is_supported(c, lexical_threshold, semantic_threshold, word_floor)],
+                       attributed)
     supported = {c.sentence for c in passed}
     kept = [i for i, s in enumerate(sentences)
             if i in supported or (not s.markers and not content_words(s.text) and s.complete)]
