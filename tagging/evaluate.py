@@ -77,6 +77,26 @@ def metrics(taxonomy: Taxonomy, golds: Sequence[object], decisions: Sequence[Dec
     return out
 
 
+def as_served(tagger: Tagger, records: Sequence[Record]) -> dict[str, Any]:
+    """{"metrics", "items"} of the tagger on labelled `records` (their `output` is the gold), as `lorag tag` would
+    tag them: what the nightly gate weighs for a classification task. A value held back for review counts as not
+    emitted, so a precision floor is judged on the flags a catalogue actually receives.
+
+    metrics: `classification_metrics`, plus needs_review (share of items) and ece_item (the item confidence
+    against every field being right)."""
+    results = tagger.tag([Item(str(number), record.prompt) for number, record in enumerate(records)])
+    items = [{"key": record.key, "prompt": record.prompt, "gold": record.output, "output": result.tags,
+              "parsed": result.tags, "valid": result.valid, "problem": result.error,
+              "confidence": result.confidence, "review": list(result.review)}
+             for record, result in zip(records, results, strict=True)]
+    out = classification_metrics(tagger.taxonomy, items)
+    out["needs_review"] = round(sum(result.needs_review for result in results) / max(len(results), 1), 4)
+    out["ece_item"] = expected_calibration_error([
+        (result.confidence, as_sets(tagger.taxonomy, record.output) == as_sets(tagger.taxonomy, result.tags))
+        for record, result in zip(records, results, strict=True) if result.valid and result.confidence is not None])
+    return {"metrics": out, "items": items}
+
+
 def without_rules(taxonomy: Taxonomy) -> Taxonomy:
     """The taxonomy without precision floors and implications: how a baseline that knows no rules answers."""
     if taxonomy.fields is None:

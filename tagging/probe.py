@@ -9,8 +9,8 @@ which a nearest-neighbour vote blurs: a chicken salad's neighbours are vegetaria
 (character 3- to 5-grams of the text before its first dash or colon) says where a name comes from when the word
 itself was never labelled ("Tagliatelle" and "Pappardelle" share "elle>"). Whether a field uses the spelling is
 chosen per field by cross-validation, as its regularisation is: on the sample menu it was chosen for cuisine only,
-and on the USDA food groups for the group. The probe holds no knowledge of its own, so it serves any taxonomy with labelled items, and with few of them the
-tagger falls back on the kNN vote (MIN_ITEMS).
+and on the USDA food groups for the group (bench/probe.py). The probe holds no knowledge of its own, so it serves
+any taxonomy with labelled items, and with few of them the tagger falls back on the kNN vote (MIN_ITEMS).
 
 The regularisation of each field is chosen by cross-validated log-loss over the labelled items (L2_GRID), and
 `cross_fitted` gives every labelled item a probability from a probe that did not see it: what the precision floors
@@ -116,7 +116,9 @@ class LinearProbe:
         grams = sorted(gram for gram, count in spelled.most_common(MAX_GRAMS) if count >= MIN_WORD_ITEMS)
         probe = cls(embedder, taxonomy, vocabulary, [], texts, outputs, grams)
         plain = probe.features(texts)
-        options = {False: plain, True: probe.features(texts, spelled=True, plain=plain)}
+        options = {False: plain}
+        if grams:  # no n-gram repeats across items: nothing to offer
+            options[True] = probe.features(texts, spelled=True, plain=plain)
         folds = _folds(len(texts))
         heads, honest = [], []
         for name, value, classes, targets in _targets(taxonomy, outputs):
@@ -157,7 +159,9 @@ class LinearProbe:
         probability for every item, to fit thresholds on."""
         if self._honest is None:  # a probe built, not fitted: compute them now
             plain = self.features(self.texts)
-            options = {False: plain, True: self.features(self.texts, spelled=True, plain=plain)}
+            options = {False: plain}
+            if any(head.spelled for head in self.heads):
+                options[True] = self.features(self.texts, spelled=True, plain=plain)
             targets = {(name, value): t for name, value, _classes, t in _targets(self.taxonomy, self.outputs)}
             self._honest = [_cross_scores(options[head.spelled], targets[(head.field, head.value)],
                                           _folds(len(self.texts)), head.l2) for head in self.heads]

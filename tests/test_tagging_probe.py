@@ -10,9 +10,12 @@ from itertools import product
 
 import pytest
 
+from lorag.finetune.evaluate import classification_metrics
+from lorag.finetune.tasks import Taxonomy
 from lorag.finetune.types import Record
 from lorag.tagging.confidence import NEVER, fit_calibration
-from lorag.tagging.probe import MIN_ITEMS, LinearProbe, words
+from lorag.tagging.evaluate import as_served
+from lorag.tagging.probe import MIN_ITEMS, LinearProbe, spelling, words
 from lorag.tagging.tagger import Item, ShotIndex, Tagger, calibrate, default_shots, tagging_task
 from tests.test_tagging import WordEmbedder
 from tests.test_tagging_confidence import DIET, FixedScorer, dist
@@ -84,6 +87,34 @@ def test_the_tagger_blends_the_probe_and_its_floors_hold_on_unseen_items() -> No
     assert tofu.tags["diet"] == ["vegetarian", "vegan", "dairy-free"], tofu.review
 
 
+def test_the_gate_is_shown_the_flags_the_tagger_emits_not_the_models() -> None:
+    """An always-vegan model flags every chicken dish vegetarian (precision 0.5); served through the tagger, with
+    the probe and its floors, no chicken dish is flagged, and that is what the nightly gate weighs."""
+    sides = ("rice", "greens", "chips", "bread")
+    pool = labelled("tofu", DISHES, sides) + labelled("chicken", DISHES, sides)
+    held_out = [Record(prompt=text, output=output) for text, output in pool[::7]]
+    test = [Record(prompt=f"pasta with {protein} and {side}", output=VEG if protein == "tofu" else MEAT)
+            for protein in ("tofu", "chicken") for side in ("beans", "corn", "peas")]
+    always_vegan = dist(0.99, 0.99, 0.99)
+    scorer = FixedScorer(dict.fromkeys([r.prompt for r in held_out + test], always_vegan))
+    tagger = Tagger(None, tagging_task(DIET), model=None, scorer=scorer, shots=ShotIndex(WordEmbedder(), pool),
+                    k_shots=0, probe=LinearProbe.fit(WordEmbedder(), DIET, pool))
+    tagger.calibration = calibrate(tagger, list(zip(tagger.raw([Item(str(n), r.prompt) for n, r in
+                                                                enumerate(held_out)]), held_out, strict=True)),
+                                   held_out, "h")
+    served = as_served(tagger, test)
+    flags = served["metrics"]["flag_precision"]
+    assert flags["diet:vegetarian"] == {"precision": 1.0, "emitted": 3, "floor": 0.9}
+    assert flags["diet:vegan"] == {"precision": 1.0, "emitted": 3, "floor": 0.9}
+    assert [item["parsed"]["diet"] for item in served["items"][3:]] == [["dairy-free"]] * 3
+    assert served["metrics"]["json_validity"] == 1.0 and "needs_review" in served["metrics"]
+    model_alone = classification_metrics(DIET, [{"gold": r.output, "valid": True,
+                                                 "parsed": {"course": "main", "diet": ["vegetarian", "vegan",
+                                                                                       "dairy-free"]}}
+                                                for r in test])
+    assert model_alone["flag_precision"]["diet:vegetarian"]["precision"] == 0.5
+
+
 @pytest.mark.parametrize(("adapter", "asked", "shown"), [(True, None, 0), (False, None, 3), (True, 2, 2)])
 def test_an_adapter_sees_the_bare_prompt_it_was_trained_on(adapter: bool, asked: int | None, shown: int) -> None:
     assert default_shots(adapter, asked) == shown
@@ -105,3 +136,41 @@ def test_the_probabilities_of_a_noisy_flag_match_how_often_it_holds_on_unseen_it
     unseen = probe.distributions(["pasta with tofu and beans"])[0]["diet"]["vegetarian"]
     assert 0.6 <= unseen <= 0.9, unseen
     assert any(head.temperature != 1.0 for head in probe.heads)
+
+
+# Names whose origin shows only in their spelling: every test name is a stem never labelled, so its word and its
+# bag-of-words vector are new, and only the shared endings ("-etti", "-yaki") carry over.
+STEMS = ["tor", "ban", "pal", "sor", "mir", "cal", "ven", "dol", "fin", "gor", "lam", "nus", "pec", "rud", "sab",
+         "tev", "bric", "cron", "dav", "hol"]
+ENDINGS = {"west": ("etti", "ella", "ino"), "east": ("yaki", "maki", "tsu")}
+ORIGIN = Taxonomy(fields={"origin": {"type": "single", "values": ["west", "east"]},
+                          "course": {"type": "single", "values": ["soup", "plate"]}})
+
+
+def named(stems: list[str]) -> list[tuple[str, object]]:
+    return [(f"{stem.title()}{ending} — {course} with rice", {"origin": origin, "course": course})
+            for n, stem in enumerate(stems) for origin, endings in ENDINGS.items()
+            for ending, course in zip(endings, ("soup", "plate", "soup" if n % 2 else "plate"), strict=True)]
+
+
+def origin_accuracy(probe: LinearProbe | None, unseen: list[tuple[str, object]]) -> float:
+    assert probe is not None
+    dists = probe.distributions([text for text, _o in unseen])
+    right = [max(d["origin"], key=d["origin"].get) == gold["origin"]  # type: ignore[index]
+             for d, (_t, gold) in zip(dists, unseen, strict=True)]
+    return sum(right) / len(right)
+
+
+def test_the_spelling_of_a_name_tells_its_origin_where_no_word_was_labelled() -> None:
+    pool, unseen = named(STEMS[:14]), named(STEMS[14:])
+    probe = LinearProbe.fit(WordEmbedder(), ORIGIN, pool)
+    assert origin_accuracy(probe, unseen) >= 0.9
+    assert probe is not None and {head.field: head.spelled for head in probe.heads}["origin"] is True
+    assert spelling("Toretti — soup with rice") >= {"<to", "tti>", "etti>"}  # the name only, marked at both ends
+    assert "ric" not in spelling("Toretti — soup with rice")
+
+
+def test_without_the_spelling_those_names_are_a_coin_toss(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lorag.tagging.probe.MAX_GRAMS", 0)
+    probe = LinearProbe.fit(WordEmbedder(), ORIGIN, named(STEMS[:14]))
+    assert origin_accuracy(probe, named(STEMS[14:])) <= 0.75

@@ -62,6 +62,7 @@ def test_a_night_registers_a_complete_version_and_gates_it(stack: Stack, tmp_pat
     run = json.loads((record.path / "run.json").read_text())
     assert run["data_hash"] == record.data_hash and run["code"]["lorag"] and run["task"]["name"] == "taste"
     assert set(run["metrics"]) == {"candidate", "base (prompt only)"}  # nothing was in service yet
+    assert "needs_review" in run["metrics"]["candidate"]  # judged through the tagger, as `lorag tag` serves it
     assert run["gate"]["parity"] is True, "the saved adapter must answer as the trained model did"
     assert run["data"]["examples"]["train"] == run["training"]["examples"] > 0
     assert not any((stack.settings.adapters_dir / registry.STAGING).glob("taste/*"))
