@@ -116,19 +116,21 @@ class LinearProbe:
         grams = sorted(gram for gram, count in spelled.most_common(MAX_GRAMS) if count >= MIN_WORD_ITEMS)
         probe = cls(embedder, taxonomy, vocabulary, [], texts, outputs, grams)
         plain = probe.features(texts)
-        options = {False: plain}
+        options = {False: _row_space(plain)}
         if grams:  # no n-gram repeats across items: nothing to offer
-            options[True] = probe.features(texts, spelled=True, plain=plain)
+            options[True] = _row_space(probe.features(texts, spelled=True, plain=plain))
         folds = _folds(len(texts))
         heads, honest = [], []
         for name, value, classes, targets in _targets(taxonomy, outputs):
-            tried = {(spell, l2): _cross_scores(options[spell], targets, folds, l2)
+            tried = {(spell, l2): _cross_scores(options[spell][0], targets, folds, l2)
                      for spell in options for l2 in L2_GRID}
             spell, l2 = min(tried, key=lambda key, tried=tried, targets=targets: _loss(tried[key], targets))
             scores = tried[(spell, l2)]
             temperature = min(TEMPERATURES, key=lambda t, scores=scores, targets=targets: _loss(scores / t, targets))
-            heads.append(Head(name, value, classes, _train(options[spell], targets, l2), l2, float(temperature),
-                              spell))
+            coordinates, basis = options[spell]
+            weights = _train(coordinates, targets, l2)
+            heads.append(Head(name, value, classes, weights if basis is None else basis.T @ weights, l2,
+                              float(temperature), spell))
             honest.append(scores)
         probe.heads, probe._honest = heads, honest
         return probe
@@ -212,6 +214,20 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def _row_space(features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the items' coordinates in an orthonormal basis of their row space, that basis), or (features, None) when
+    there are no fewer features than items.
+
+    Gradient descent from zero weights never leaves the span of the rows it is fitted on (every gradient is a
+    combination of them, the L2 term included), so fitting on the coordinates takes the same steps to the same
+    scores: `basis.T @ weights` are the weights of the features. With 270 items and 5,000 features (words and
+    spelling n-grams) each step multiplies 270 columns instead of 5,000."""
+    if features.shape[0] >= features.shape[1]:
+        return features, None
+    _u, _s, basis = np.linalg.svd(features, full_matrices=False)
+    return features @ basis.T, basis
 
 
 def _train(features: np.ndarray, targets: np.ndarray, l2: float) -> np.ndarray:
