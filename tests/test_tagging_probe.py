@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from itertools import product
 
+import numpy as np
 import pytest
 
 from lorag.finetune.evaluate import classification_metrics
@@ -15,7 +16,7 @@ from lorag.finetune.tasks import Taxonomy
 from lorag.finetune.types import Record
 from lorag.tagging.confidence import NEVER, fit_calibration
 from lorag.tagging.evaluate import as_served
-from lorag.tagging.probe import MIN_ITEMS, LinearProbe, spelling, words
+from lorag.tagging.probe import MIN_ITEMS, LinearProbe, _row_space, _train, spelling, words
 from lorag.tagging.tagger import Item, ShotIndex, Tagger, calibrate, default_shots, tagging_task
 from tests.test_tagging import WordEmbedder
 from tests.test_tagging_confidence import DIET, FixedScorer, dist
@@ -174,3 +175,17 @@ def test_without_the_spelling_those_names_are_a_coin_toss(monkeypatch: pytest.Mo
     monkeypatch.setattr("lorag.tagging.probe.MAX_GRAMS", 0)
     probe = LinearProbe.fit(WordEmbedder(), ORIGIN, named(STEMS[:14]))
     assert origin_accuracy(probe, named(STEMS[14:])) <= 0.75
+
+
+def test_fitting_in_the_row_space_gives_the_weights_of_the_features() -> None:
+    """Fewer items than features: the probe fits on the items' coordinates, and must land on the same scores."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(30, 200))
+    targets = np.eye(3)[rng.integers(0, 3, size=30)]
+    coordinates, basis = _row_space(features)
+    assert basis is not None and coordinates.shape == (30, 30)
+    direct, via = _train(features, targets, 1e-3), basis.T @ _train(coordinates, targets, 1e-3)
+    unseen = rng.normal(size=(5, 200))
+    assert np.allclose(features @ direct, features @ via, atol=1e-8)
+    assert np.allclose(unseen @ direct, unseen @ via, atol=1e-8)
+    assert _row_space(features.T)[1] is None  # more items than features: fitted as they are
