@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 # Test examples per contender: as many as the gate needs to decide on the evidence (fewer and it promotes only a
 # clearly better adapter). The cap bounds the run: menu-tagging tags 30 of its 154 test items through the tagger,
-# each contender after calibrating on 60 validation items (27 min for both on 2 busy CPU cores; the calibrations
-# are kept, so `lorag tag` with either model does not calibrate again); support's test split holds only 17
+# each contender after calibrating on 30 validation items (calibrating on 60, both took 27 min on 2 busy CPU
+# cores); support's test split holds only 17
 # questions (16 answerable) of 66, so it evaluates them all and its gate says so. The nightly job evaluates on the
 # whole test split.
 EVAL_EXAMPLES = MIN_EXAMPLES

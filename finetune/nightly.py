@@ -45,7 +45,14 @@ from lorag.serving.local import TransformersGenerator
 from lorag.tagging.confidence import SharedScorer
 from lorag.tagging.evaluate import as_served
 from lorag.tagging.probe import LinearProbe
-from lorag.tagging.tagger import ShotIndex, Tagger, calibration_of, default_shots, shot_examples
+from lorag.tagging.tagger import (
+    MAX_CALIBRATION_ITEMS,
+    ShotIndex,
+    Tagger,
+    calibration_of,
+    default_shots,
+    shot_examples,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -258,8 +265,8 @@ def evaluate_tagging(stack: Stack, task: TaskSpec, prepared: Prepared, generator
                      contenders: Sequence[Contender]) -> dict[str, dict[str, Any]]:
     """Each contender as `lorag tag` serves it (`tagging.evaluate.as_served`): the model's constrained probabilities,
     the training split's examples, vote and linear probe, calibrated on the validation split, under the taxonomy's
-    implications and precision floors. The calibrations go where `lorag tag` and the API's jobs look for them, so
-    the version promoted tonight tags without calibrating again.
+    implications and precision floors. A full night's calibrations go where `lorag tag` and the API's jobs look for
+    them, so the version promoted tonight tags without calibrating again.
 
     A tagging adapter serves through the tagger, so that is what the gate weighs. Its free generation flagged
     dietary values the tagger never emits (the menu adapter's raw vegetarian precision was 0.729) and was rejected
@@ -271,14 +278,17 @@ def evaluate_tagging(stack: Stack, task: TaskSpec, prepared: Prepared, generator
     chosen = sorted(prepared.splits["test"], key=lambda record: record.key)[: task.evaluation.max_examples]
     if not chosen:
         raise InvalidInput(f"task {task.name}: no test records to evaluate; add data or raise split.test")
+    # A bounded run (the demo, `--max-eval`) calibrates on no more items than it tests; a full night on
+    # MAX_CALIBRATION_ITEMS, the same items `lorag tag` chooses, so the two share the calibration.
+    calibration_items = sorted(prepared.splits["validation"], key=lambda record: record.key)[
+        : min(MAX_CALIBRATION_ITEMS, task.evaluation.max_examples or MAX_CALIBRATION_ITEMS)]
     results = {}
     for contender in contenders:
         scorer = SharedScorer(generator, contender.model, name=contender.model or generator.base_name)
         tagger = Tagger(None, task, model=contender.model, shots=index, scorer=scorer, probe=probe,
                         k_shots=default_shots(contender.model is not None, None), batch_size=EVAL_BATCH,
                         max_new_tokens=task.evaluation.max_new_tokens)
-        tagger.calibration = calibration_of(tagger, prepared.splits["validation"],
-                                            stack.settings.runs_dir / "calibration")
+        tagger.calibration = calibration_of(tagger, calibration_items, stack.settings.runs_dir / "calibration")
         results[contender.label] = as_served(tagger, chosen)
     return results
 
