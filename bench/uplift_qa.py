@@ -48,6 +48,7 @@ from lorag.serving.local import TransformersGenerator
 
 SHARED = common.REPO.parent / "shared" / "data"
 PYTHON_FAQ, PYTHON_QA = SHARED / "python-faq-html", SHARED / "python_faq_qa.jsonl"
+TRAINED = "lorag-trained.json"  # beside a saved adapter: how it was trained
 METRICS = ("token_f1", "citation_precision", "citation_recall", "abstention_on_answerable",
            "abstention_on_unanswerable", "answerable", "unanswerable")
 
@@ -103,12 +104,17 @@ def run_kb(kb: str, settings: Settings, args: argparse.Namespace) -> dict[str, A
             prepared = nightly.prepare(stack, task)
             test = test_set(kb, prepared, args)
         base = models.resolve(settings.models.base, settings.models_dir)
-        with tempfile.TemporaryDirectory() as out:
+        with tempfile.TemporaryDirectory() as scratch:
+            out = args.save_adapter / kb if args.save_adapter else Path(scratch)
             started = time.perf_counter()
-            trained = train_lora(base.location, prepared.train, lora=task.lora, training=task.training,
-                                 out_dir=Path(out), progress=False)
+            if args.adapter:  # trained by an earlier run with --save-adapter: evaluate it again, no training
+                out, trained = args.adapter / kb, json.loads((args.adapter / kb / TRAINED).read_text())
+            else:
+                trained = vars(train_lora(base.location, prepared.train, lora=task.lora, training=task.training,
+                                          out_dir=out, progress=False))
+                (out / TRAINED).write_text(json.dumps(trained, default=str))
             train_s = time.perf_counter() - started
-            results = evaluate(task, test, settings, ctx, base, Path(out))
+            results = evaluate(task, test, settings, ctx, base, out)
     return row(kb, task, prepared, test, results, trained, train_s)
 
 
@@ -137,8 +143,9 @@ def row(kb: str, task: TaskSpec, prepared: nightly.Prepared, test: list[Record],
         "candidate": {k: candidate.get(k) for k in METRICS}, "base": {k: base.get(k) for k in METRICS},
         "token_f1_uplift": round(candidate["token_f1"] - base["token_f1"], 4),
         "questions": len(test), "train_examples": len(prepared.train),
-        "training": {"seconds": round(train_s, 1), "steps": trained.steps, "final_loss": round(trained.final_loss, 4),
-                     "tokens": trained.tokens, "stopped_by": trained.stopped_by},
+        "training": {"seconds": round(train_s, 1), "steps": trained["steps"],
+                     "final_loss": round(trained["final_loss"], 4), "tokens": trained["tokens"],
+                     "stopped_by": trained["stopped_by"], "reused": train_s < 1},
         "data": {"data_hash": prepared.data_hash, "test_hash": data.data_hash({"test": test}),
                  "documents": prepared.report.get("documents"), "counts": prepared.report["counts"],
                  "unanswerable_train": prepared.report.get("unanswerable", {}).get("train")},
@@ -163,6 +170,9 @@ def main() -> None:
                         help="sources per training prompt (default: the task's); serving shows LORAG_RETRIEVAL__TOP_K")
     parser.add_argument("--answerable", type=int, default=24, help="answerable test questions per KB, at most")
     parser.add_argument("--unanswerable", type=int, default=12, help="unanswerable test questions per KB, at most")
+    parser.add_argument("--save-adapter", type=Path, default=None, help="keep each KB's adapter in DIR/<kb>")
+    parser.add_argument("--adapter", type=Path, default=None,
+                        help="evaluate the adapters an earlier --save-adapter run kept in DIR/<kb>; no training")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     rows = []

@@ -146,6 +146,10 @@ class RetrievalSettings(Section):
         True, description="Cite a sentence the model left unmarked with the retrieved source that supports it "
         "best, after the same check as any citation; off: unmarked sentences are removed.",
     )
+    second_look: bool = Field(
+        True, description="When the model abstains although sources were retrieved, ask it once more with the "
+        "abstention barred; what it writes is verified like any answer, and abstains if nothing is supported.",
+    )
 
 
 class GeneratorSettings(Section):

@@ -90,6 +90,7 @@ class AnswerPolicy:
     context_tokens: int
     max_new_tokens: int
     attribute_uncited: bool = True
+    second_look: bool = True  # the model abstained: ask once more with the abstention barred (`_second_look`)
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,27 @@ class Answerer:
         if isinstance(planned, AnswerResult):
             return planned
         started = time.perf_counter()
+        text, tokens, checking = self._generated(planned, model, avoid=None)
+        if self._second_look(text):
+            text, tokens, checking = self._generated(planned, model, avoid=ABSTENTION, checking=checking)
+        generation_s = time.perf_counter() - started - checking
+        return self._finish(planned, text, model, Timing(generation_s), tokens, checking)
+
+    def _generated(self, planned: _Planned, model: str | None, *, avoid: str | None,
+                   checking: float = 0.0) -> tuple[VerifiedText, int, float]:
+        """The verified draft, its completion tokens, and the seconds spent verifying (with `checking`'s)."""
         generation = self.generator.generate(planned.prompt.messages, model=model,
-                                             max_new_tokens=self.policy.max_new_tokens)
-        generation_s = time.perf_counter() - started
+                                             max_new_tokens=self.policy.max_new_tokens, avoid=avoid)
         text = self._verifier(planned)
         text.feed(generation.text)
         text.finish(truncated=generation.finish_reason == "length")
-        return self._finish(planned, text, model, Timing(generation_s), generation.completion_tokens)
+        return text, generation.completion_tokens, checking + text.seconds
+
+    def _second_look(self, text: VerifiedText) -> bool:
+        """Ask again, the abstention barred, when the model itself abstained and a second look is on: a small model
+        abstains on questions its sources answer, and the verifier still drops what they don't support."""
+        first = text.draft.split()[:1]
+        return self.policy.second_look and text.answer.abstained and first == ABSTENTION.split()[:1]
 
     def ask_stream(self, question: str, *, kb: str | None, audiences: tuple[str, ...],
                    history: Sequence[dict[str, str]] = (), model: str | None = None) -> Iterator[str | AnswerResult]:
@@ -131,9 +146,30 @@ class Answerer:
             yield planned.text
             yield planned
             return
-        text, timing = self._verifier(planned), Timing(0.0)
-        started = time.perf_counter()
-        deltas = self.generator.stream(planned.prompt.messages, model=model, max_new_tokens=self.policy.max_new_tokens)
+        timing, started = Timing(0.0), time.perf_counter()
+        text = self._verifier(planned)
+        yield from self._streamed(planned, model, text, timing, avoid=None)
+        checking = text.seconds
+        completion_tokens = self.generator.count_tokens(text.draft)
+        # A stream doesn't say why it ended: a draft as long as the cap was cut by it.
+        rest = text.finish(truncated=completion_tokens >= self.policy.max_new_tokens)
+        if self._second_look(text):  # nothing went out yet: an abstention is verified as a whole, at the end
+            text = self._verifier(planned)
+            yield from self._streamed(planned, model, text, timing, avoid=ABSTENTION)
+            checking += text.seconds
+            completion_tokens = self.generator.count_tokens(text.draft)
+            rest = text.finish(truncated=completion_tokens >= self.policy.max_new_tokens)
+        timing.generation_s = time.perf_counter() - started - checking
+        if rest:
+            timing.first_sentence_s = timing.first_sentence_s or time.perf_counter() - planned.started
+            yield rest
+        yield self._finish(planned, text, model, timing, completion_tokens, checking)
+
+    def _streamed(self, planned: _Planned, model: str | None, text: VerifiedText, timing: Timing, *,
+                  avoid: str | None) -> Iterator[str]:
+        """Feed the model's deltas to `text`, yielding the verified text as it grows; the caller finishes it."""
+        deltas = self.generator.stream(planned.prompt.messages, model=model, max_new_tokens=self.policy.max_new_tokens,
+                                       avoid=avoid)
         with closing(deltas) if isinstance(deltas, Iteration) else nullcontext(deltas):
             for delta in deltas:
                 timing.first_token_s = timing.first_token_s or time.perf_counter() - planned.started
@@ -143,14 +179,6 @@ class Answerer:
                     yield shown
                 if text.looping:  # the rest would be the same sentences again: stop the model now
                     break
-        timing.generation_s = time.perf_counter() - started - text.seconds
-        completion_tokens = self.generator.count_tokens(text.draft)
-        # A stream doesn't say why it ended: a draft as long as the cap was cut by it.
-        rest = text.finish(truncated=completion_tokens >= self.policy.max_new_tokens)
-        if rest:
-            timing.first_sentence_s = timing.first_sentence_s or time.perf_counter() - planned.started
-            yield rest
-        yield self._finish(planned, text, model, timing, completion_tokens)
 
     def _verifier(self, planned: _Planned) -> VerifiedText:
         # A fresh embedding cache per answer: each growing prefix of the draft re-verifies the sentences before it.
@@ -177,10 +205,10 @@ class Answerer:
         return _Planned(prompt, started, found.seconds, time.perf_counter() - built)
 
     def _finish(self, planned: _Planned, text: VerifiedText, model: str | None, timing: Timing,
-                completion_tokens: int) -> AnswerResult:
+                completion_tokens: int, checking: float) -> AnswerResult:
         verified = text.answer
         total_s = time.perf_counter() - planned.started
-        timings = Timings(planned.retrieval_s, planned.prompt_s, timing.generation_s, text.seconds, total_s,
+        timings = Timings(planned.retrieval_s, planned.prompt_s, timing.generation_s, checking, total_s,
                           timing.first_token_s, timing.first_sentence_s)
         result = AnswerResult(verified.text, verified.citations, verified.abstained, verified.handoff,
                               model or self.base_model, planned.prompt.sources, timings,

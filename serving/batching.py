@@ -68,9 +68,10 @@ class BatchingGenerator:
         self._worker.start()
 
     def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation:
-        if temperature > 0 or self.max_batch == 1:
-            return self.inner.generate(messages, model=model, max_new_tokens=max_new_tokens, temperature=temperature)
+                 temperature: float = 0.0, avoid: str | None = None) -> Generation:
+        if temperature > 0 or self.max_batch == 1 or avoid:  # a batch decodes its rows under one config
+            return self.inner.generate(messages, model=model, max_new_tokens=max_new_tokens, temperature=temperature,
+                                       avoid=avoid)
         check_request(messages, max_new_tokens, temperature)  # the caller's own mistake fails here, alone
         request = _Request(messages, model, max_new_tokens)
         with self._changed:
@@ -81,9 +82,10 @@ class BatchingGenerator:
         return request.result.result()
 
     def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
+               temperature: float = 0.0, avoid: str | None = None) -> Iterator[str]:
         """Not batched: one stream at a time, between batches (the wrapped generator's lock)."""
-        return self.inner.stream(messages, model=model, max_new_tokens=max_new_tokens, temperature=temperature)
+        return self.inner.stream(messages, model=model, max_new_tokens=max_new_tokens, temperature=temperature,
+                                 avoid=avoid)
 
     def generate_batch(self, requests: Sequence[tuple[Messages, str | None]], *, max_new_tokens: int,
                        with_scores: bool = False) -> list[Generation]:

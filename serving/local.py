@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lorag.core.errors import BackendUnavailable, Conflict, InvalidInput, NotFound, shown
-from lorag.serving.protocol import Capabilities, Generation, Messages, check_repetition_penalty, check_request
+from lorag.serving.protocol import (
+    Capabilities,
+    Generation,
+    Messages,
+    check_repetition_penalty,
+    check_request,
+    first_token,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -75,16 +82,17 @@ class TransformersGenerator:
         self._lock = threading.Lock()
 
     def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation:
+                 temperature: float = 0.0, avoid: str | None = None) -> Generation:
         import torch
 
         name = self._known(model)
         check_request(messages, max_new_tokens, temperature)
         inputs = self._encode(messages, max_new_tokens)
         prompt_tokens = inputs["input_ids"].shape[1]
+        config = self._config(max_new_tokens, temperature, avoid)
         with self._lock, self._selected(name) as network, torch.inference_mode():
             started = time.perf_counter()
-            output = network.generate(**inputs, generation_config=self._config(max_new_tokens, temperature))
+            output = network.generate(**inputs, generation_config=config)
             elapsed = time.perf_counter() - started
         completion = output[0, prompt_tokens:].tolist()
         self._check_time(elapsed, [completion], max_new_tokens)
@@ -93,11 +101,11 @@ class TransformersGenerator:
                           finish_reason=self._finish_reason(completion, max_new_tokens))
 
     def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
+               temperature: float = 0.0, avoid: str | None = None) -> Iterator[str]:
         name = self._known(model)
         check_request(messages, max_new_tokens, temperature)
         inputs = self._encode(messages, max_new_tokens)
-        config = self._config(max_new_tokens, temperature)
+        config = self._config(max_new_tokens, temperature, avoid)
         config.max_time = None  # a stream is timed by _deltas, which can tell the caller it was cut off
         deltas = self._deltas(name, inputs, config)
         next(deltas)  # runs up to the lock and the thread start, so close() always releases what it took
@@ -258,11 +266,12 @@ class TransformersGenerator:
                                f"({max_new_tokens}) exceeds the model's context of {limit} tokens", param="messages")
         return inputs
 
-    def _config(self, max_new_tokens: int, temperature: float) -> GenerationConfig:
+    def _config(self, max_new_tokens: int, temperature: float, avoid: str | None = None) -> GenerationConfig:
         from transformers import GenerationConfig
 
         # Built from scratch so the checkpoint's sampling defaults (top_k, top_p) don't bend OpenAI semantics.
         return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0, max_time=self.timeout_s,
+                                suppress_tokens=[first_token(self._tokenizer, avoid)] if avoid else None,
                                 temperature=temperature if temperature > 0 else None,
                                 repetition_penalty=self.repetition_penalty if self.repetition_penalty != 1.0 else None,
                                 eos_token_id=self._model.generation_config.eos_token_id,

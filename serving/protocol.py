@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from lorag.core.errors import ConfigError, InvalidInput
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 Messages = Sequence[dict[str, str]]
 
@@ -37,13 +40,17 @@ class Generation:
 
 
 class Generator(Protocol):
+    """`avoid`: a text the output may not begin with. Both backends bar the first token of `avoid` (as the tokenizer
+    spells it on its own) from the whole output: vLLM by OpenAI's `logit_bias` of -100, transformers by
+    `suppress_tokens`, so the same request decodes the same on either."""
+
     capabilities: Capabilities
 
     def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation: ...
+                 temperature: float = 0.0, avoid: str | None = None) -> Generation: ...
 
     def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
+               temperature: float = 0.0, avoid: str | None = None) -> Iterator[str]:
         """Text deltas; joined they equal `generate`'s text under greedy decoding. Close it when done early."""
         ...
 
@@ -66,6 +73,14 @@ def check_request(messages: Messages, max_new_tokens: int, temperature: float) -
         raise InvalidInput(f"max_tokens must be at least 1, got {max_new_tokens}", param="max_tokens")
     if temperature < 0:
         raise InvalidInput(f"temperature must be 0 (greedy) or more, got {temperature}", param="temperature")
+
+
+def first_token(tokenizer: PreTrainedTokenizerBase, avoid: str) -> int:
+    """The token `avoid` begins with: the one a generator bars (see `Generator`)."""
+    ids = tokenizer.encode(avoid, add_special_tokens=False)
+    if not ids:
+        raise InvalidInput(f"avoid={avoid!r} has no tokens", param="avoid")
+    return int(ids[0])
 
 
 def check_repetition_penalty(penalty: float) -> None:

@@ -16,8 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
-from lorag.core.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
-from lorag.serving.protocol import Capabilities, Generation, Messages, check_repetition_penalty, check_request
+from lorag.core.errors import BackendUnavailable, ConfigError, Conflict, InvalidInput, NotFound
+from lorag.serving.protocol import (
+    Capabilities,
+    Generation,
+    Messages,
+    check_repetition_penalty,
+    check_request,
+    first_token,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -43,9 +50,9 @@ class OpenAIGenerator:
                                      max_retries=0)
 
     def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation:
+                 temperature: float = 0.0, avoid: str | None = None) -> Generation:
         check_request(messages, max_new_tokens, temperature)
-        return self._complete(model, messages, max_new_tokens, temperature)
+        return self._complete(model, messages, max_new_tokens, temperature, **self._avoiding(avoid))
 
     def generate_json(self, messages: Messages, *, model: str | None, max_new_tokens: int,
                       schema: Mapping[str, Any]) -> Generation:
@@ -56,13 +63,14 @@ class OpenAIGenerator:
         return self._complete(model, messages, max_new_tokens, 0.0, response_format=response_format)
 
     def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
+               temperature: float = 0.0, avoid: str | None = None) -> Iterator[str]:
         """Deltas of the answer. The request is made here, so a refusal (an unknown model, an unreachable server)
         is raised before the caller commits a response; the deltas come as the server sends them."""
         check_request(messages, max_new_tokens, temperature)
         with self._translated():
             events = self._client.chat.completions.create(**self._request(model, messages, max_new_tokens,
-                                                                          temperature), stream=True)
+                                                                          temperature), stream=True,
+                                                             **self._avoiding(avoid))
         return self._deltas(events)
 
     def models(self) -> list[str]:
@@ -106,6 +114,13 @@ class OpenAIGenerator:
         if self.repetition_penalty != 1.0:  # vLLM's extension; left out at 1.0 for servers that don't know it
             request["extra_body"] = {"repetition_penalty": self.repetition_penalty}
         return request
+
+    def _avoiding(self, avoid: str | None) -> dict[str, Any]:
+        if not avoid:
+            return {}
+        if self._tokenizer is None:
+            raise ConfigError("avoid needs the base model's tokenizer: build the client with tokenizer=")
+        return {"logit_bias": {str(first_token(self._tokenizer, avoid)): -100}}
 
     def _complete(self, model: str | None, messages: Messages, max_new_tokens: int, temperature: float,
                   **extra: Any) -> Generation:

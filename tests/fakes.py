@@ -25,6 +25,7 @@ class Call(NamedTuple):
     model: str | None
     max_new_tokens: int
     temperature: float
+    avoid: str | None = None
 
 
 @dataclass
@@ -36,6 +37,7 @@ class FakeGenerator:
     pieces: int | Callable[[str], list[str]] = 7  # a stream's deltas: pieces of this many characters, or a split
     finish_reason: str = "stop"
     strict_models: bool = False  # an unknown model name is NotFound, as the real backends say
+    avoiding: Reply | None = None  # what it writes when a request bars a text (`avoid=`); None: `reply`
     calls: list[Call] = field(default_factory=list)
     closed: list[bool] = field(default_factory=list)  # one True per stream the caller closed or finished
 
@@ -44,21 +46,22 @@ class FakeGenerator:
         """The messages of every request, in order."""
         return [call.messages for call in self.calls]
 
-    def text(self, messages: Messages, model: str | None) -> str:
+    def text(self, messages: Messages, model: str | None, avoid: str | None = None) -> str:
         if self.strict_models and model not in (None, *self.models()):
             raise NotFound(f"unknown model {model!r}", param="model")
-        return self.reply if isinstance(self.reply, str) else self.reply(messages, model)
+        reply = self.avoiding if avoid and self.avoiding is not None else self.reply
+        return reply if isinstance(reply, str) else reply(messages, model)
 
     def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation:
-        self.calls.append(Call(list(messages), model, max_new_tokens, temperature))
-        text = self.text(messages, model)
+                 temperature: float = 0.0, avoid: str | None = None) -> Generation:
+        self.calls.append(Call(list(messages), model, max_new_tokens, temperature, avoid))
+        text = self.text(messages, model, avoid)
         return Generation(text, model or self.name, 10, self.count_tokens(text), self.finish_reason)
 
     def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
-        self.calls.append(Call(list(messages), model, max_new_tokens, temperature))
-        text = self.text(messages, model)
+               temperature: float = 0.0, avoid: str | None = None) -> Iterator[str]:
+        self.calls.append(Call(list(messages), model, max_new_tokens, temperature, avoid))
+        text = self.text(messages, model, avoid)
         deltas = (self.pieces(text) if callable(self.pieces)
                   else [text[start:start + self.pieces] for start in range(0, len(text), self.pieces)])
         try:

@@ -138,12 +138,18 @@ def check_parity(stack: dict) -> None:
     model, tokenizer = load_causal_lm(resolve(f"packaged:{BASE}", Path(stack["base_dir"]).parent), "cpu")
     local = TransformersGenerator(model, tokenizer, base_name=BASE, adapters={
         name: stack["adapters"] / name for name in ("alpha@1", "beta@1")})
-    served = OpenAIGenerator(f"http://127.0.0.1:{stack['port']}/v1", None, base_name=BASE, timeout_s=120)
+    served = OpenAIGenerator(f"http://127.0.0.1:{stack['port']}/v1", None, base_name=BASE, timeout_s=120,
+                             tokenizer=tokenizer)
     for name in (None, "alpha@1", "beta@1"):
         for messages in PROMPTS:
             ours = local.generate(messages, model=name, max_new_tokens=24).text
             theirs = served.generate(messages, model=name, max_new_tokens=24).text
             assert ours == theirs, f"{name}: transformers {ours!r} != vLLM {theirs!r}"
+        # The answerer's second look bars the abstention's first token: vLLM's logit_bias, transformers' suppress.
+        first = ours.split()[0]
+        ours = local.generate(messages, model=name, max_new_tokens=24, avoid=first).text
+        theirs = served.generate(messages, model=name, max_new_tokens=24, avoid=first).text
+        assert ours == theirs and ours.split()[:1] != [first], f"{name}, avoid {first!r}: {ours!r} != {theirs!r}"
     outputs = {name: served.generate(PROMPTS[2], model=name, max_new_tokens=24).text
                for name in (None, "alpha@1", "beta@1")}
     assert len(set(outputs.values())) == 3, outputs  # each adapter is really applied, and its own

@@ -5,6 +5,7 @@ verifier is the real one, over bag-of-words vectors (texts that share words are 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,38 @@ def test_streaming_gives_the_same_verified_answer_as_asking() -> None:
     asked = answering.ask("How long do refunds take?", kb="support", audiences=("public",))
     *deltas, final = answering.ask_stream("How long do refunds take?", kb="support", audiences=("public",))
     assert "".join(deltas) == final.text == asked.text == f"{FACT} [1]."  # the repeat ends the draft
+
+
+def test_a_model_that_abstains_is_asked_once_more_with_the_abstention_barred() -> None:
+    answering, _search, model = answerer(ABSTENTION)
+    model.avoiding = f"{FACT} [1]."
+    result = answering.ask("How long do refunds take?", kb="support", audiences=("public",))
+    assert not result.abstained and result.text == f"{FACT} [1]." and result.draft == f"{FACT} [1]."
+    assert [call.avoid for call in model.calls] == [None, ABSTENTION]
+    *deltas, final = answering.ask_stream("How long do refunds take?", kb="support", audiences=("public",))
+    assert "".join(deltas) == final.text == result.text  # the first draft's abstention never went out
+    assert [call.avoid for call in model.calls[2:]] == [None, ABSTENTION]
+
+
+def test_the_second_look_still_abstains_when_its_answer_is_unsupported() -> None:
+    answering, _search, model = answerer(ABSTENTION)
+    model.avoiding = "The moon is made of green cheese [1]."
+    for ask in (answering.ask, lambda *a, **k: list(answering.ask_stream(*a, **k))[-1]):
+        result = ask("How long do refunds take?", kb="support", audiences=("public",))
+        assert result.abstained and result.text == ABSTENTION and result.citations == ()
+    *deltas, _final = answering.ask_stream("How long do refunds take?", kb="support", audiences=("public",))
+    assert deltas == [ABSTENTION]
+
+
+def test_no_second_look_when_it_is_off_or_the_model_answered() -> None:
+    answering, _search, model = answerer(ABSTENTION)
+    model.avoiding = f"{FACT} [1]."
+    answering.policy = replace(answering.policy, second_look=False)
+    assert answering.ask("How long do refunds take?", kb="support", audiences=("public",)).abstained
+    answering, _search, model = answerer("The moon is made of green cheese [1].")  # rejected, but not an abstention
+    model.avoiding = f"{FACT} [1]."
+    assert answering.ask("How long do refunds take?", kb="support", audiences=("public",)).abstained
+    assert [call.avoid for call in model.calls] == [None]
 
 
 def test_an_unknown_model_is_refused_even_when_retrieval_would_abstain() -> None:

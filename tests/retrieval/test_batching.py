@@ -59,13 +59,13 @@ class FakeGenerator:
                            completion_tokens=max_new_tokens, finish_reason="length") for messages, model in requests]
 
     def generate(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-                 temperature: float = 0.0) -> Generation:
+                 temperature: float = 0.0, avoid: str | None = None) -> Generation:
         self.calls.append(f"generate t={temperature}")
         return Generation(text="sampled", model=model or BASE, prompt_tokens=3, completion_tokens=1,
                           finish_reason="stop")
 
     def stream(self, messages: Messages, *, model: str | None, max_new_tokens: int,
-               temperature: float = 0.0) -> Iterator[str]:
+               temperature: float = 0.0, avoid: str | None = None) -> Iterator[str]:
         self.calls.append("stream")
         return iter(["str", "eamed"])
 

@@ -242,10 +242,14 @@ def _openai_app(generator: TransformersGenerator) -> FastAPI:
         max_tokens, temperature = body["max_tokens"], body["temperature"]
         # vLLM's extension, applied by the same rule; set per request on the shared generator (tests run one at a time)
         generator.repetition_penalty = float(body.get("repetition_penalty", 1.0))
+        barred = [int(token) for token, bias in dict(body.get("logit_bias") or {}).items() if bias <= -100]
+        avoid = generator._tokenizer.decode(barred[:1]) if barred else None  # the text whose first token it is
         if body.get("stream"):
-            deltas = generator.stream(messages, model=model, max_new_tokens=max_tokens, temperature=temperature)
+            deltas = generator.stream(messages, model=model, max_new_tokens=max_tokens, temperature=temperature,
+                                      avoid=avoid)
             return StreamingResponse(_sse(deltas), media_type="text/event-stream")
-        answer = generator.generate(messages, model=model, max_new_tokens=max_tokens, temperature=temperature)
+        answer = generator.generate(messages, model=model, max_new_tokens=max_tokens, temperature=temperature,
+                                    avoid=avoid)
         return {"object": "chat.completion", "model": answer.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                              "finish_reason": answer.finish_reason}],
@@ -387,5 +391,18 @@ def test_repetition_penalty_is_one_rule_in_both_backends(generator: Transformers
         assert "".join(remote.stream(LOOPY, model=None, max_new_tokens=32)) == local
     finally:
         remote.close()
+        generator.repetition_penalty = 1.0  # the test server set the shared generator's penalty per request
     with pytest.raises(ConfigError, match="repetition_penalty"):
         TransformersGenerator(model, tokenizer, base_name=BASE, repetition_penalty=0.5)
+
+
+def test_avoid_bars_the_first_token_of_a_text_in_both_backends(generator: TransformersGenerator,
+                                                               client: OpenAIGenerator) -> None:
+    """The second look's request: the model may not begin (or use) the barred token; over HTTP as in-process."""
+    plain = generator.generate(FRANCE, model=None, max_new_tokens=GREEDY_TOKENS).text
+    first = plain.split()[0]
+    other = generator.generate(FRANCE, model=None, max_new_tokens=GREEDY_TOKENS, avoid=f"{first} anything else")
+    assert other.text.split()[0] != first and first not in other.text.split()
+    assert client.generate(FRANCE, model=None, max_new_tokens=GREEDY_TOKENS, avoid=first).text == other.text
+    assert "".join(client.stream(FRANCE, model=None, max_new_tokens=GREEDY_TOKENS, avoid=first)) == other.text
+    assert "".join(generator.stream(FRANCE, model=None, max_new_tokens=GREEDY_TOKENS, avoid=first)) == other.text
