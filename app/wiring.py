@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from lorag.core import db, models
+from lorag.core import db
 from lorag.core.settings import Settings
 from lorag.finetune.tasks import TaskSpec, load_tasks
 from lorag.ingest.embed import Embedder
-from lorag.ingest.factory import build_embedder, build_store
+from lorag.ingest.factory import build_store, load_embedder
 from lorag.ingest.store import VectorStore
 
 if TYPE_CHECKING:
@@ -42,8 +42,7 @@ def open_ingest(settings: Settings) -> Iterator[IngestContext]:
     db.migrate(engine)
     store = build_store(settings)
     try:
-        ref = models.resolve(settings.models.embedder, settings.models_dir)
-        embedder = build_embedder(settings, models.load_embedder(ref, settings.models.device))
+        embedder = load_embedder(settings)
         store.ensure_collection(embedder.dim)
         yield IngestContext(settings, engine, db.build_sessions(engine), store, embedder)
     finally:

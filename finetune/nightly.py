@@ -271,8 +271,10 @@ def evaluate_tagging(stack: Stack, task: TaskSpec, prepared: Prepared, generator
     A tagging adapter serves through the tagger, so that is what the gate weighs. Its free generation flagged
     dietary values the tagger never emits (the menu adapter's raw vegetarian precision was 0.729) and was rejected
     on them every night, while under the tagger it lifted cuisine accuracy from 0.649 to 0.734."""
+    from lorag.ingest.factory import load_embedder
+
     assert task.taxonomy is not None
-    embedder = stack.embedder or _embedder(stack.settings)
+    embedder = stack.embedder or load_embedder(stack.settings)
     pool = shot_examples(prepared.splits["train"])
     index, probe = ShotIndex(embedder, pool), LinearProbe.fit(embedder, task.taxonomy, pool)
     chosen = sorted(prepared.splits["test"], key=lambda record: record.key)[: task.evaluation.max_examples]
@@ -291,13 +293,6 @@ def evaluate_tagging(stack: Stack, task: TaskSpec, prepared: Prepared, generator
         tagger.calibration = calibration_of(tagger, calibration_items, stack.settings.runs_dir / "calibration")
         results[contender.label] = as_served(tagger, chosen)
     return results
-
-
-def _embedder(settings: Settings) -> Embedder:
-    from lorag.ingest.factory import build_embedder
-
-    ref = models.resolve(settings.models.embedder, settings.models_dir)
-    return build_embedder(settings, models.load_embedder(ref, settings.models.device))
 
 
 def check_parity(generator: TransformersGenerator, name: str, prompts: list[list[dict[str, str]]],

@@ -29,6 +29,14 @@ def build_embedder(settings: Settings, model: SentenceTransformer) -> Embedder:
     return Embedder(model, batch_size=settings.ingest.embed_batch)
 
 
+def load_embedder(settings: Settings) -> Embedder:
+    """The configured embedder (`LORAG_MODELS__EMBEDDER`), loaded on the configured device."""
+    from lorag.core import models
+
+    ref = models.resolve(settings.models.embedder, settings.models_dir)
+    return build_embedder(settings, models.load_embedder(ref, settings.models.device))
+
+
 def build_indexer(settings: Settings, sessions: sessionmaker[Session], store: VectorStore,
                   embedder: Embedder) -> Indexer:
     section = settings.ingest

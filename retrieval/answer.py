@@ -6,6 +6,10 @@ Streaming sends verified text only: each time the model completes a sentence, th
 and the part of the verified text not yet sent goes out (`VerifiedText`), so the joined deltas always equal
 the final answer's text, markers included. `ask` runs the same steps over the whole draft, so a question gets
 the same answer streamed or not. A sentence that repeats an earlier one ends the draft in both.
+
+A small model abstains on many questions its sources answer. When its draft is an abstention, it is asked once
+more with the abstention barred (`AnswerPolicy.second_look`); that draft is verified like any other, so where the
+sources hold no answer the check drops what it writes and the result is still the abstention.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class Timings:
 
 
 RELATED = 3  # help articles offered with an abstention
+# A draft that opens as the abstention does ("I can't ...", "I'm sorry ..."): the word a second look bars.
+ABSTAINING = re.compile(rf"\s*{re.escape(ABSTENTION.split()[0])}(?![^\W\d_])")
 
 
 @dataclass(frozen=True)
@@ -135,8 +141,7 @@ class Answerer:
     def _second_look(self, text: VerifiedText) -> bool:
         """Ask again, the abstention barred, when the model itself abstained and a second look is on: a small model
         abstains on questions its sources answer, and the verifier still drops what they don't support."""
-        first = text.draft.split()[:1]
-        return self.policy.second_look and text.answer.abstained and first == ABSTENTION.split()[:1]
+        return self.policy.second_look and text.answer.abstained and ABSTAINING.match(text.draft) is not None
 
     def ask_stream(self, question: str, *, kb: str | None, audiences: tuple[str, ...],
                    history: Sequence[dict[str, str]] = (), model: str | None = None) -> Iterator[str | AnswerResult]:

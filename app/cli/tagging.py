@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # the models and the database are loaded by the commands that
     from sqlalchemy.orm import Session, sessionmaker
 
     from lorag.finetune.registry import AdapterRecord
-    from lorag.ingest.embed import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +128,7 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
     probe, and held-out ones fit the calibration (cached per model, taxonomy and data). `shots` None: as many as
     the model was trained with (`default_shots`)."""
     from lorag.app import wiring
+    from lorag.ingest.factory import load_embedder
     from lorag.serving.factory import build_answer_generator
 
     with wiring.open_registry(settings) as sessions:
@@ -136,7 +136,7 @@ def build_tagger(settings: Settings, spec: TaskSpec, model: str | None, examples
     name = adapter.name if adapter is not None else model
     labelled = labelled_records(examples, spec, text_field=None, tags_field=None) if examples is not None else None
     pool, held_out = shot_pool(spec, labelled)
-    index = ShotIndex(_embedder(settings), pool) if pool else None
+    index = ShotIndex(load_embedder(settings), pool) if pool else None
     probe = LinearProbe.fit(index.embedder, spec.taxonomy, pool) if index is not None else None
     scorer, generator = None, None
     if settings.generator.backend == "transformers":
@@ -183,14 +183,6 @@ def _adapter(sessions: sessionmaker[Session], spec: TaskSpec, model: str | None)
         return registry.get(sessions, model)
     except NotFound:
         return None  # the base model's name, or a name the model server knows; the generator checks it
-
-
-def _embedder(settings: Settings) -> Embedder:
-    from lorag.core import models
-    from lorag.ingest.factory import build_embedder
-
-    ref = models.resolve(settings.models.embedder, settings.models_dir)
-    return build_embedder(settings, models.load_embedder(ref, settings.models.device))
 
 
 def confirm_command(settings: Settings, review_file: Path, *, taxonomy: Path | None, task: str | None) -> int:
