@@ -150,6 +150,10 @@ class RetrievalSettings(Section):
         True, description="When the model abstains although sources were retrieved, ask it once more with the "
         "abstention barred; what it writes is verified like any answer, and abstains if nothing is supported.",
     )
+    second_look_relevance: float = Field(
+        0.45, ge=-1, le=1, description="Best query-chunk cosine a second look needs: below it the model's "
+        "abstention stands (the check tests that a sentence is in its source, not that it answers the question).",
+    )
 
 
 class GeneratorSettings(Section):

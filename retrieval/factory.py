@@ -23,6 +23,7 @@ def build_answerer(settings: Settings, store: VectorStore, embedder: Embedder, g
     section = settings.retrieval
     policy = AnswerPolicy(top_k=section.top_k, mode=section.mode, min_relevance=section.min_relevance,
                           context_tokens=section.context_tokens, max_new_tokens=settings.generator.max_new_tokens,
-                          attribute_uncited=section.attribute_uncited, second_look=section.second_look)
+                          attribute_uncited=section.attribute_uncited, second_look=section.second_look,
+                          second_look_relevance=section.second_look_relevance)
     retriever = Retriever(store, embedder, build_reranker(settings))
     return Answerer(retriever, generator, embedder, policy, models.served_name(settings.models.base))

@@ -129,6 +129,17 @@ def test_no_second_look_when_it_is_off_or_the_model_answered() -> None:
     assert [call.avoid for call in model.calls] == [None]
 
 
+def test_no_second_look_when_retrieval_found_nothing_clearly_relevant() -> None:
+    """Above the floor that lets the model read at all (0.3 here), below the one a second look needs (0.45)."""
+    answering, _search, model = answerer(ABSTENTION, best=0.44)
+    model.avoiding = f"{FACT} [1]."
+    assert answering.ask("How long do refunds take?", kb="support", audiences=("public",)).abstained
+    assert list(answering.ask_stream("How long do refunds take?", kb="support", audiences=("public",)))[-1].abstained
+    assert [call.avoid for call in model.calls] == [None, None]
+    answering.policy = replace(answering.policy, second_look_relevance=0.44)
+    assert not answering.ask("How long do refunds take?", kb="support", audiences=("public",)).abstained
+
+
 def test_an_unknown_model_is_refused_even_when_retrieval_would_abstain() -> None:
     answering, _search, _model = answerer("", best=0.0)
     with pytest.raises(NotFound, match="unknown model"):
