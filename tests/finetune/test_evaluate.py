@@ -76,7 +76,7 @@ def test_labels_taxonomy_metrics_are_hand_computed() -> None:
     assert weird["output"] == "banana" and weird["parsed"] is None and not weird["valid"]
     assert "not one of the labels" in weird["problem"]
     assert set(weird) == {"key", "prompt", "gold", "output", "parsed", "valid", "problem"}
-    messages, model, max_new_tokens, temperature = generator.calls[0]
+    messages, model, max_new_tokens, temperature, _avoid = generator.calls[0]
     assert messages[0]["role"] == "system" and "spam; ham; eggs" in messages[0]["content"]
     assert (model, max_new_tokens, temperature) == ("candidate@1", 8, 0.0)
 
