@@ -114,7 +114,7 @@ def run_kb(kb: str, settings: Settings, args: argparse.Namespace) -> dict[str, A
                                           out_dir=out, progress=False))
                 (out / TRAINED).write_text(json.dumps(trained, default=str))
             train_s = time.perf_counter() - started
-            results = evaluate(task, test, settings, ctx, base, out)
+            results = evaluate(task, test, settings, ctx, base, out, with_base=not args.no_base)
     return row(kb, task, prepared, test, results, trained, train_s)
 
 
@@ -124,18 +124,20 @@ def training_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluate(task: TaskSpec, test: list[Record], settings: Settings, ctx: Any, base: Any,
-             adapter: Path) -> dict[str, dict[str, Any]]:
+             adapter: Path, *, with_base: bool = True) -> dict[str, dict[str, Any]]:
     model, tokenizer = models.load_causal_lm(base, "cpu")
     generator = TransformersGenerator(model, tokenizer, base_name="base", adapters={"candidate": adapter})
     answerer = build_answerer(settings, ctx.store, ctx.embedder, generator)
     answerer.policy = replace(answerer.policy, max_new_tokens=task.evaluation.max_new_tokens)
-    return evaluate_task(task, test, [Contender("candidate", "candidate"), Contender("base (prompt only)", None)],
+    contenders = [Contender("candidate", "candidate"), *([Contender("base (prompt only)", None)] if with_base else [])]
+    return evaluate_task(task, test, contenders,
                          generator=generator, answerer=answerer)
 
 
 def row(kb: str, task: TaskSpec, prepared: nightly.Prepared, test: list[Record], results: dict[str, Any],
         trained: Any, train_s: float) -> dict[str, Any]:
-    candidate, base = results["candidate"]["metrics"], results["base (prompt only)"]["metrics"]
+    candidate = results["candidate"]["metrics"]
+    base = results.get("base (prompt only)", {"metrics": {"token_f1": float("nan")}})["metrics"]
     return {
         "kb": kb, "task": task.name, "recipe": {"lora": task.lora.model_dump(), "training": task.training.model_dump(),
                                                 "context_chunks": task.context_chunks,
@@ -173,6 +175,7 @@ def main() -> None:
     parser.add_argument("--save-adapter", type=Path, default=None, help="keep each KB's adapter in DIR/<kb>")
     parser.add_argument("--adapter", type=Path, default=None,
                         help="evaluate the adapters an earlier --save-adapter run kept in DIR/<kb>; no training")
+    parser.add_argument("--no-base", action="store_true", help="evaluate the adapter only (uplift: NaN)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     rows = []
