@@ -107,6 +107,7 @@ class _Planned:
     retrieval_s: float
     prompt_s: float
     best_dense: float  # the best chunk's cosine to the question
+    question: str  # as the user asked it: a terse claim is checked beside it
 
 
 class Answerer:
@@ -129,6 +130,12 @@ class Answerer:
             text, tokens, checking = self._generated(planned, model, avoid=ABSTENTION, checking=checking)
         generation_s = time.perf_counter() - started - checking
         return self._finish(planned, text, model, Timing(generation_s), tokens, checking)
+
+    def sources(self, question: str, *, kb: str | None, audiences: tuple[str, ...]) -> tuple[ScoredChunk, ...]:
+        """The numbered sources the model would be shown for the question (none: retrieval found nothing relevant
+        enough), without generating: how a kept draft is checked again (bench/verifier_answers.py)."""
+        planned = self._plan(question, kb, audiences, (), None)
+        return () if isinstance(planned, AnswerResult) else planned.prompt.sources
 
     def _generated(self, planned: _Planned, model: str | None, *, avoid: str | None,
                    checking: float = 0.0) -> tuple[VerifiedText, int, float]:
@@ -198,7 +205,8 @@ class Answerer:
 
     def _verifier(self, planned: _Planned) -> VerifiedText:
         # A fresh embedding cache per answer: each growing prefix of the draft re-verifies the sentences before it.
-        check = partial(verify, sources=planned.prompt.sources, similarity=caching_similarity(self.embedder),
+        check = partial(verify, sources=planned.prompt.sources, question=planned.question,
+                        similarity=caching_similarity(self.embedder),
                         lexical_threshold=LEXICAL_THRESHOLD, semantic_threshold=SEMANTIC_THRESHOLD,
                         attribute_uncited=self.policy.attribute_uncited)
         return VerifiedText(check)
@@ -218,7 +226,7 @@ class Answerer:
         built = time.perf_counter()
         prompt = build_prompt(question, found.chunks, count_tokens=self.generator.count_tokens,
                               budget_tokens=self.policy.context_tokens, history=history)
-        return _Planned(prompt, started, found.seconds, time.perf_counter() - built, found.best_dense)
+        return _Planned(prompt, started, found.seconds, time.perf_counter() - built, found.best_dense, question)
 
     def _finish(self, planned: _Planned, text: VerifiedText, model: str | None, timing: Timing,
                 completion_tokens: int, checking: float) -> AnswerResult:

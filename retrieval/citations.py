@@ -12,9 +12,10 @@ not entailment: a wrong claim that reuses most of a passage's words can still pa
 Only the chunk's BODY supports a claim: its title and headings (which ingestion puts at the top of the
 chunk and the prompt shows beside it) do not, so a sentence that merely echoes them is unsupported.
 Junk is never checked: a sentence that makes no claim ("The answer is no.", "The source is: Group orders",
-a bare "Yes", a question), a repeat of an earlier claim, a sentence that loops inside itself ("X, and X"), and a
-last sentence the token cap cut off. A
-lead-in ("According to the source, ...") is set aside and the claim after it is checked.
+a bare "Yes", a question), a repeat of an earlier claim, a sentence that loops inside itself ("X, and X"), a
+sentence that starts mid-way ("for a list of tools ...") and a last sentence the token cap cut off. A
+lead-in ("According to the source, ...") is set aside and the claim after it is checked. Given the question, a
+terse claim ("12 months", "10 minutes") must also be found in a passage about the question (TERSE_WORDS).
 Sentences are split where they end, not at "e.g.", "B.V." or "2.5" (see retrieval/sentences.py).
 
 What the user sees:
@@ -41,12 +42,15 @@ from lorag.retrieval.sentences import (
     MARKER,
     NEGATIONS,
     claim_of,
+    claim_words,
     content_stems,
     content_words,
     cut_sentences,
     is_negated,
     is_terminated,
     sentence_spans,
+    starts_mid_sentence,
+    stem,
 )
 from lorag.retrieval.types import ABSTENTION, Citation, ScoredChunk, VerifiedAnswer
 
@@ -82,6 +86,13 @@ HEADING_MARKS = re.compile(r"^[#\s]+|[\s¶:#]+$|[*_`]")
 # no digits beyond its number and no closing punctuation, standing alone as a paragraph.
 BARE_HEADING = re.compile(r"\s*(?:\d+(?:\.\d+)*\.?\s+)?(?=[A-Z])[^\d.!?;:,\n]+\Z")
 BARE_HEADING_WORDS = 7
+# A terse claim ("12 months", "Every 10 seconds", "30 days' written notice") means something only with its question:
+# "10 minutes [1]" is true of every chunk that says "10 minutes" somewhere. With the question given, such a claim
+# must be found in one passage together with its numbers, and that passage (or the headings above it) must hold at
+# least QUESTION_SHARE of the question's content words: the question answered, not merely a true fragment.
+TERSE_WORDS = 4
+QUESTION_SHARE = 0.5
+HOW_WORD = re.compile(r"\bhow\s+([a-z]+)", re.IGNORECASE)  # "how long", "how much": asks, the source never says it
 
 
 @dataclass(frozen=True)
@@ -215,11 +226,12 @@ def body_spans(chunk: ScoredChunk) -> list[tuple[int, int]]:
 
 
 def best_window(words: frozenset[str], text: str, spans: Sequence[tuple[int, int]],
-                negated: bool) -> tuple[float, int, int]:
+                negated: bool, topic: frozenset[str] = frozenset()) -> tuple[float, int, int]:
     """The body sentence sharing most words, or two adjacent ones if together they share more than either.
 
-    Ties go to a sentence agreeing with the claim on negation, then to the earliest: with no words in
-    common (a paraphrase) that still hands the semantic check the likeliest passage.
+    Ties go to the sentence sharing most of `topic` (a terse claim's question), then to one agreeing with the
+    claim on negation, then to the earliest: with no words in common (a paraphrase) that still hands the semantic
+    check the likeliest passage.
     """
     singles = [(overlap(words, text[start:end]), start, end) for start, end in spans]
     scored = list(singles)
@@ -227,23 +239,47 @@ def best_window(words: frozenset[str], text: str, spans: Sequence[tuple[int, int
         together = overlap(words, text[start:end])
         if together > max(left, right):
             scored.append((together, start, end))
-    return max(scored, key=lambda item: (item[0], is_negated(text[item[1]:item[2]]) == negated))
+    return max(scored, key=lambda item: (item[0], overlap(topic, text[item[1]:item[2]]) if topic else 0.0,
+                                         is_negated(text[item[1]:item[2]]) == negated))
 
 
-def check(index: int, claim: str, marker: int, chunk: ScoredChunk) -> Check:
+def question_stems(claim: str, question: str) -> frozenset[str]:
+    """What a terse claim must be found beside: the question's content words, less the word a "how" asks with
+    ("how long", "how many"). Empty for a claim that says enough on its own, or with no question.
+
+    >>> sorted(question_stems("12 months.", "How long is the initial term of the partner agreement?"))
+    ['agreement', 'initial', 'partner', 'term']
+    >>> question_stems("Refunds to a card take 5-10 business days.", "How long do card refunds take?")
+    frozenset()
+    """
+    if not question or len(claim_words(claim)) > TERSE_WORDS:
+        return frozenset()
+    asked = frozenset(content_words(" ".join(match.group(1) for match in HOW_WORD.finditer(question))))
+    return frozenset(stem(word) for word in content_words(question) if word not in asked) - NEGATIONS
+
+
+def check(index: int, claim: str, marker: int, chunk: ScoredChunk, question: str = "") -> Check:
     # Negation stays out of the overlap, where it would pull the window towards any negated sentence
     # nearby; it is checked on its own, as part of the facts.
     words = content_stems(claim) - NEGATIONS
     spans = body_spans(chunk)
-    if not spans or words <= content_stems(heading_text(chunk)):  # nothing but a heading, or its echo
+    headings = content_stems(heading_text(chunk))
+    if not spans or words <= headings:  # nothing but a heading, or its echo
         return Check(index, marker, chunk, 0, len(chunk.text), lexical=0.0, semantic=0.0, facts_match=False)
     negated = is_negated(claim)
-    lexical, start, end = best_window(words, chunk.text, spans, negated)
-    body = " ".join(chunk.text[s:e] for s, e in spans)
+    asked = question_stems(claim, question)
+    lexical, start, end = best_window(words, chunk.text, spans, negated, asked)
     snippet = chunk.text[start:end]
-    facts_match = (numbers_in(claim) <= numbers_in(body) and negated == is_negated(snippet)
-                   and not contradicts(claim, snippet))
+    # A terse claim's numbers must be in its passage; a full sentence's anywhere in the body (its words place it).
+    stated = snippet if asked else " ".join(chunk.text[s:e] for s, e in spans)
+    facts_match = (numbers_in(claim) <= numbers_in(stated) and negated == is_negated(snippet)
+                   and not contradicts(claim, snippet) and answers(asked, snippet, headings))
     return Check(index, marker, chunk, start, end, lexical=lexical, semantic=0.0, facts_match=facts_match)
+
+
+def answers(asked: frozenset[str], snippet: str, headings: frozenset[str]) -> bool:
+    """Whether the passage, with the headings it sits under, holds QUESTION_SHARE of the question's words."""
+    return not asked or len(asked & (content_stems(snippet) | headings)) / len(asked) >= QUESTION_SHARE
 
 
 def contradicts(claim: str, snippet: str) -> bool:
@@ -258,10 +294,10 @@ def contradicts(claim: str, snippet: str) -> bool:
 
 
 def check_all(claims: Sequence[str], markers: Sequence[tuple[int, ...]], sources: Sequence[ScoredChunk],
-              similarity: Similarity | None) -> list[Check]:
+              similarity: Similarity | None, question: str = "") -> list[Check]:
     """One Check per (claim, in-range marker); the semantic scores come from one batched call."""
     pairs = enumerate(zip(claims, markers, strict=True))
-    checks = [check(i, claim, marker, sources[marker - 1])
+    checks = [check(i, claim, marker, sources[marker - 1], question)
               for i, (claim, marks) in pairs if claim for marker in marks if 1 <= marker <= len(sources)]
     asked = [c for c in checks if c.facts_match]  # a failed fact or a bare heading is not rescued by meaning
     if similarity is None or not asked:
@@ -287,12 +323,14 @@ def claims_of(sentences: Sequence[AnswerSentence]) -> list[str]:
     """What each sentence claims, or "" for junk: no claim, a repeat of an earlier claim, a cut-off fragment.
 
     A small model repeats itself until the token cap ("The service fee is 5% [1]." nine times) and then stops
-    mid-sentence; the user sees each claim once and never a half sentence.
+    mid-sentence; the user sees each claim once and never a half sentence, cut at its end or at its start (a
+    sentence, not a list item, that opens with a lower-case "for", "and", "which": `starts_mid_sentence`).
     """
     claims: list[str] = []
     seen: set[frozenset[str]] = set()
     for sentence in sentences:
-        claim = claim_of(sentence.text) if sentence.complete else ""
+        whole = sentence.complete and (bool(sentence.prefix) or not starts_mid_sentence(sentence.text))
+        claim = claim_of(sentence.text) if whole else ""
         key = content_stems(claim)
         claims.append("" if key in seen else claim)
         seen.add(key)
@@ -301,8 +339,9 @@ def claims_of(sentences: Sequence[AnswerSentence]) -> list[str]:
 
 def verify(answer_text: str, sources: Sequence[ScoredChunk], *, similarity: Similarity | None,
            lexical_threshold: float, semantic_threshold: float, attribute_uncited: bool = False,
-           word_floor: float = SEMANTIC_WORD_FLOOR) -> VerifiedAnswer:
-    """The answer as the user should see it; see the module docstring for the rules.
+           word_floor: float = SEMANTIC_WORD_FLOOR, question: str = "") -> VerifiedAnswer:
+    """The answer as the user should see it; see the module docstring for the rules. With the `question`, a terse
+    claim must be found where the question's words are (TERSE_WORDS); without it, it is checked like any other.
 
     With `attribute_uncited`, a sentence the model left without a marker is checked against every source and
     cited with the one that supports it best, if any does: small models state the right fact and forget
@@ -316,7 +355,7 @@ def verify(answer_text: str, sources: Sequence[ScoredChunk], *, similarity: Simi
     attributed: set[int] = set()
     if attribute_uncited:
         sentences, attributed = attribute(sentences, claims, len(sources))
-    checks = check_all(claims, [s.markers for s in sentences], sources, similarity)
+    checks = check_all(claims, [s.markers for s in sentences], sources, similarity, question)
     passed = best_only([c for c in checks if is_supported(c, lexical_threshold, semantic_threshold, word_floor)],
                        attributed)
     supported = {c.sentence for c in passed}

@@ -175,6 +175,19 @@ ANSWER_WORDS = frozenset({"yes", "no", "not", "correct", "true", "false"})
 MIN_CLAIM_WORDS = 2  # "Tips are optional" makes a claim with two; "It depends" and "Yes" make none
 
 
+def starts_mid_sentence(sentence: str) -> bool:
+    """Whether the sentence opens with a lower-case function word: the tail of a sentence whose start the model
+    left out, copied from the middle of a passage ("for a list of tools that can be used to make executables").
+    A lower-case name ("pip installs ...", "id() returns ...") is not one.
+
+    >>> starts_mid_sentence("for a list of tools that can be used to make executables."), starts_mid_sentence(
+    ...     "pip installs packages from PyPI.")
+    (True, False)
+    """
+    first = TOKEN.match(sentence.lstrip(" \"'“‘("))
+    return first is not None and first.group(0) in STOPWORDS  # lower case: "For a list ..." is not in it
+
+
 def claim_of(sentence: str) -> str:
     """The part of an answer sentence that makes a checkable claim, or "" when it makes none.
 
@@ -188,8 +201,12 @@ def claim_of(sentence: str) -> str:
     if repeats_itself(sentence):
         return ""  # a loop inside one sentence: "X, and X" states X once and then babbles
     claim = LEAD_IN.sub("", sentence, count=1).strip()
-    words = [word for word in content_words(claim) if word not in ANSWER_WORDS]
-    return claim if len(words) >= MIN_CLAIM_WORDS else ""
+    return claim if len(claim_words(claim)) >= MIN_CLAIM_WORDS else ""
+
+
+def claim_words(claim: str) -> list[str]:
+    """The claim's content words, less a bare "yes"/"no"/"true": what it says beyond answering yes or no."""
+    return [word for word in content_words(claim) if word not in ANSWER_WORDS]
 
 
 def repeats_itself(sentence: str) -> bool:

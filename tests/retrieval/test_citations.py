@@ -340,3 +340,45 @@ def test_a_swapped_opposite_is_unsupported_like_a_negation() -> None:
 
     assert check("Gift card balance is used before any Dashbite Credit [1].", [source], always).abstained
     assert not check("Gift card balance is used after any Dashbite Credit [1].", [source], always).abstained
+
+
+def test_a_sentence_that_starts_mid_way_is_dropped_but_a_list_item_is_not() -> None:
+    """A small model copies the tail of a passage's sentence; the user would read a fragment."""
+    tail = check("for a refund, Plus members are refunded within 24 hours [1].", [REFUND])
+    item = check("Refund times:\n- for Plus members, within 24 hours [1].", [REFUND])
+
+    assert tail.abstained and tail.unsupported == ("for a refund, Plus members are refunded within 24 hours.",)
+    assert not item.abstained and "within 24 hours [1]" in item.text
+
+
+TERMS = chunk("policies", "Pickup orders are held at the counter for 10 minutes after they are ready. "
+                       "The partner agreement runs for an initial term of 12 months. "
+                       "Either party may end the agreement with 30 days' written notice.")
+
+
+@pytest.mark.parametrize(("question", "answer", "kept"), [
+    ("How long is the initial term of the partner agreement?", "12 months [1].", True),
+    ("How much notice must be given to end the partner agreement?", "30 days' written notice [1].", True),
+    ("How long are pickup orders held?", "10 minutes [1].", True),
+    # true of the chunk, but not of what was asked: "10 minutes" is said about pickup orders
+    ("How much notice must be given to end the partner agreement?", "10 minutes [1].", False),
+    ("How long is the initial term of the partner agreement?", "30 days [1].", False),
+])
+def test_a_terse_answer_must_be_found_where_the_question_is(question: str, answer: str, kept: bool) -> None:
+    result = verify(answer, [TERMS], similarity=None, lexical_threshold=LEXICAL_THRESHOLD,
+                    semantic_threshold=SEMANTIC_THRESHOLD, question=question)
+    without = check(answer, [TERMS])
+
+    assert result.abstained is not kept
+    assert not without.abstained  # without the question each is a fact the chunk states
+    if kept:
+        assert result.citations[0].snippet in TERMS.text and answer.split(" [")[0].rstrip(".") in \
+            result.citations[0].snippet
+
+
+def test_a_full_sentence_is_checked_on_its_own_words_whatever_the_question() -> None:
+    result = verify("Pickup orders are held at the counter for 10 minutes [1].", [TERMS], similarity=None,
+                    lexical_threshold=LEXICAL_THRESHOLD, semantic_threshold=SEMANTIC_THRESHOLD,
+                    question="How much notice must be given to end the partner agreement?")
+
+    assert not result.abstained
