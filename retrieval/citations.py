@@ -48,6 +48,7 @@ from lorag.retrieval.sentences import (
     cut_sentences,
     is_negated,
     is_terminated,
+    lines_of,
     sentence_spans,
     starts_mid_sentence,
     stem,
@@ -139,7 +140,7 @@ def parse_markers(text: str) -> list[tuple[str, tuple[int, ...]]]:
 
 def split_answer(text: str) -> list[AnswerSentence]:
     sentences: list[AnswerSentence] = []
-    for line in text.splitlines():
+    for line in lines_of(text):
         bullet = LIST_PREFIX.match(line)
         prefix = bullet.group(0).strip() + " " if bullet else ""
         body = line[bullet.end():] if bullet else line
@@ -214,7 +215,7 @@ def body_spans(chunk: ScoredChunk) -> list[tuple[int, int]]:
     headings; a sentence that merely echoes those ("Group orders [1].") must find no support in them.
     """
     headings = frozenset(HEADING_MARKS.sub("", part).strip().lower() for part in (chunk.title, *chunk.section))
-    lines = chunk.text.splitlines(keepends=True)
+    lines = lines_of(chunk.text)
     spans: list[tuple[int, int]] = []
     offset = 0
     for index, line in enumerate(lines):

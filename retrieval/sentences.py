@@ -35,15 +35,32 @@ MAY_END = frozenset({"etc", "inc", "ltd", "co", "corp", "st", "bv", "b.v", "n.v"
 DOTTED = re.compile(r"(?:[a-z]\.)+[a-z]\Z")  # "b.v", "u.s": an initialism we do not list
 
 
+def lines_of(text: str) -> list[str]:
+    """The lines of `text` (ends kept), a line that wraps a sentence joined to the next: text copied from a page
+    or a PDF breaks its lines mid-sentence ("... can be applied\\nto many different classes of problems."). A line
+    wraps when it does not end like a sentence and the next line goes on in lower case.
+
+    >>> lines_of("Python can be applied\\nto many problems.\\nit is free.\\nSee the FAQ\\nPython 3.12")
+    ['Python can be applied\\nto many problems.\\n', 'it is free.\\n', 'See the FAQ\\n', 'Python 3.12']
+    """
+    lines: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if lines and lines[-1].strip() and line[:1].islower() and not is_terminated(lines[-1]):
+            lines[-1] += line
+        else:
+            lines.append(line)
+    return lines
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence or line of `text`, stripped of surrounding whitespace.
+    """(start, end) of each sentence or line of `text` (`lines_of`), stripped of surrounding whitespace.
 
     >>> sentence_spans("Python 3.11 is out. It is fast.\\nNew line")
     [(0, 19), (20, 31), (32, 40)]
     """
     spans: list[tuple[int, int]] = []
     offset = 0
-    for line in text.splitlines(keepends=True):
+    for line in lines_of(text):
         start = offset
         for end in ends(line):
             spans.append((start, offset + end))

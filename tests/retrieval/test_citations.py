@@ -382,3 +382,15 @@ def test_a_full_sentence_is_checked_on_its_own_words_whatever_the_question() -> 
                     question="How much notice must be given to end the partner agreement?")
 
     assert not result.abstained
+
+
+def test_a_sentence_wrapped_across_lines_is_one_sentence_in_the_answer_and_in_the_chunk() -> None:
+    """Text copied from a page or a PDF breaks its lines mid-sentence; the pieces are not sentences of their own."""
+    wrapped = chunk("wrapped", "Python is a general-purpose language that can be applied\nto many different classes"
+                               "\nof problems.\nIt is free.")
+    result = check("Python is a general-purpose language that can be applied to many\ndifferent classes of "
+                   "problems [1].", [wrapped])
+
+    assert result.text == ("Python is a general-purpose language that can be applied to many different classes of "
+                           "problems [1].")
+    assert result.citations[0].snippet == wrapped.text[:wrapped.text.index("\nIt")]
