@@ -40,6 +40,7 @@ from itertools import pairwise
 
 from lorag.retrieval.sentences import (
     MARKER,
+    MIN_CLAIM_WORDS,
     NEGATIONS,
     claim_of,
     claim_words,
@@ -267,8 +268,8 @@ def check(index: int, claim: str, marker: int, chunk: ScoredChunk, question: str
     headings = content_stems(heading_text(chunk))
     if not spans or words <= headings:  # nothing but a heading, or its echo
         return Check(index, marker, chunk, 0, len(chunk.text), lexical=0.0, semantic=0.0, facts_match=False)
-    negated = is_negated(claim)
     asked = question_stems(claim, question)
+    negated = is_negated(f"{question} {claim}" if asked else claim)  # a terse claim says no through its question
     lexical, start, end = best_window(words, chunk.text, spans, negated, asked)
     snippet = chunk.text[start:end]
     # A terse claim's numbers must be in its passage; a full sentence's anywhere in the body (its words place it).
@@ -320,18 +321,20 @@ def is_abstention(sentence: str) -> bool:
     return normalise(sentence).startswith(normalise(ABSTENTION))
 
 
-def claims_of(sentences: Sequence[AnswerSentence]) -> list[str]:
+def claims_of(sentences: Sequence[AnswerSentence], question: str = "") -> list[str]:
     """What each sentence claims, or "" for junk: no claim, a repeat of an earlier claim, a cut-off fragment.
 
     A small model repeats itself until the token cap ("The service fee is 5% [1]." nine times) and then stops
     mid-sentence; the user sees each claim once and never a half sentence, cut at its end or at its start (a
     sentence, not a list item, that opens with a lower-case "for", "and", "which": `starts_mid_sentence`).
+    Beside its question a single value is a claim ("€150."): the question says what it is of, and the terse rule
+    (`question_stems`) checks that its passage is about the question.
     """
     claims: list[str] = []
     seen: set[frozenset[str]] = set()
     for sentence in sentences:
         whole = sentence.complete and (bool(sentence.prefix) or not starts_mid_sentence(sentence.text))
-        claim = claim_of(sentence.text) if whole else ""
+        claim = claim_of(sentence.text, 1 if question else MIN_CLAIM_WORDS) if whole else ""
         key = content_stems(claim)
         claims.append("" if key in seen else claim)
         seen.add(key)
@@ -352,7 +355,7 @@ def verify(answer_text: str, sources: Sequence[ScoredChunk], *, similarity: Simi
     if not sentences or any(is_abstention(sentence.text) for sentence in sentences):
         return abstain((), ())
     dropped = tuple(sorted({m for s in sentences for m in s.markers if not 1 <= m <= len(sources)}))
-    claims = claims_of(sentences)
+    claims = claims_of(sentences, question)
     attributed: set[int] = set()
     if attribute_uncited:
         sentences, attributed = attribute(sentences, claims, len(sources))

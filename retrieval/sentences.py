@@ -205,8 +205,9 @@ def starts_mid_sentence(sentence: str) -> bool:
     return first is not None and first.group(0) in STOPWORDS  # lower case: "For a list ..." is not in it
 
 
-def claim_of(sentence: str) -> str:
-    """The part of an answer sentence that makes a checkable claim, or "" when it makes none.
+def claim_of(sentence: str, min_words: int = MIN_CLAIM_WORDS) -> str:
+    """The part of an answer sentence that makes a checkable claim, or "" when it makes none: fewer than `min_words`
+    content words beyond yes/no (one suffices beside the question it answers: "€150.").
 
     >>> claim_of("According to the source, tips are optional."), claim_of("The answer is no.")
     ('tips are optional.', '')
@@ -218,7 +219,7 @@ def claim_of(sentence: str) -> str:
     if repeats_itself(sentence):
         return ""  # a loop inside one sentence: "X, and X" states X once and then babbles
     claim = LEAD_IN.sub("", sentence, count=1).strip()
-    return claim if len(claim_words(claim)) >= MIN_CLAIM_WORDS else ""
+    return claim if len(claim_words(claim)) >= min_words else ""
 
 
 def claim_words(claim: str) -> list[str]:

@@ -394,3 +394,16 @@ def test_a_sentence_wrapped_across_lines_is_one_sentence_in_the_answer_and_in_th
     assert result.text == ("Python is a general-purpose language that can be applied to many different classes of "
                            "problems [1].")
     assert result.citations[0].snippet == wrapped.text[:wrapped.text.index("\nIt")]
+
+
+def test_beside_its_question_a_bare_value_is_a_claim_checked_where_the_question_is() -> None:
+    fees = chunk("fees", "A tablet that is not returned within 30 days costs €150. "
+                         "Pickup orders are held for 10 minutes.")
+
+    def shown(question: str) -> VerifiedAnswer:
+        return verify("€150 [1].", [fees], similarity=None, lexical_threshold=LEXICAL_THRESHOLD,
+                      semantic_threshold=SEMANTIC_THRESHOLD, question=question)
+
+    assert shown("What does a restaurant pay if it does not return the tablet?").text == "€150 [1]."
+    assert shown("How long are pickup orders held?").abstained
+    assert check("€150 [1].", [fees]).abstained  # without the question it says nothing checkable
