@@ -40,7 +40,6 @@ from itertools import pairwise
 
 from lorag.retrieval.sentences import (
     MARKER,
-    MIN_CLAIM_WORDS,
     NEGATIONS,
     claim_of,
     claim_words,
@@ -327,14 +326,14 @@ def claims_of(sentences: Sequence[AnswerSentence], question: str = "") -> list[s
     A small model repeats itself until the token cap ("The service fee is 5% [1]." nine times) and then stops
     mid-sentence; the user sees each claim once and never a half sentence, cut at its end or at its start (a
     sentence, not a list item, that opens with a lower-case "for", "and", "which": `starts_mid_sentence`).
-    Beside its question a single value is a claim ("€150."): the question says what it is of, and the terse rule
+    Beside its question a lone number is a claim ("€150."): the question says what it is of, and the terse rule
     (`question_stems`) checks that its passage is about the question.
     """
     claims: list[str] = []
     seen: set[frozenset[str]] = set()
     for sentence in sentences:
         whole = sentence.complete and (bool(sentence.prefix) or not starts_mid_sentence(sentence.text))
-        claim = claim_of(sentence.text, 1 if question else MIN_CLAIM_WORDS) if whole else ""
+        claim = claim_of(sentence.text, bare_value=bool(question)) if whole else ""
         key = content_stems(claim)
         claims.append("" if key in seen else claim)
         seen.add(key)

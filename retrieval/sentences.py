@@ -205,9 +205,10 @@ def starts_mid_sentence(sentence: str) -> bool:
     return first is not None and first.group(0) in STOPWORDS  # lower case: "For a list ..." is not in it
 
 
-def claim_of(sentence: str, min_words: int = MIN_CLAIM_WORDS) -> str:
-    """The part of an answer sentence that makes a checkable claim, or "" when it makes none: fewer than `min_words`
-    content words beyond yes/no (one suffices beside the question it answers: "€150.").
+def claim_of(sentence: str, bare_value: bool = False) -> str:
+    """The part of an answer sentence that makes a checkable claim, or "" when it makes none: fewer than
+    MIN_CLAIM_WORDS content words beyond yes/no. With `bare_value` (beside the question it answers), a lone number
+    is one ("€150."); a lone word still is not ("Here is an example:").
 
     >>> claim_of("According to the source, tips are optional."), claim_of("The answer is no.")
     ('tips are optional.', '')
@@ -219,7 +220,8 @@ def claim_of(sentence: str, min_words: int = MIN_CLAIM_WORDS) -> str:
     if repeats_itself(sentence):
         return ""  # a loop inside one sentence: "X, and X" states X once and then babbles
     claim = LEAD_IN.sub("", sentence, count=1).strip()
-    return claim if len(claim_words(claim)) >= min_words else ""
+    words = claim_words(claim)
+    return claim if len(words) >= MIN_CLAIM_WORDS or (bare_value and words and words[0].isdigit()) else ""
 
 
 def claim_words(claim: str) -> list[str]:

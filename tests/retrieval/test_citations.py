@@ -407,3 +407,5 @@ def test_beside_its_question_a_bare_value_is_a_claim_checked_where_the_question_
     assert shown("What does a restaurant pay if it does not return the tablet?").text == "€150 [1]."
     assert shown("How long are pickup orders held?").abstained
     assert check("€150 [1].", [fees]).abstained  # without the question it says nothing checkable
+    assert verify("Here is an example [1]:", [fees], similarity=None, lexical_threshold=LEXICAL_THRESHOLD,
+                  semantic_threshold=SEMANTIC_THRESHOLD, question="What does a lost tablet cost?").abstained
