@@ -1,6 +1,7 @@
-"""The linear probe's features, side by side: the words and the embedder's vector, against the same with the
-spelling of each item's name offered per field (`tagging.probe.spelling`, chosen by cross-validation), fitted on
-the task's training split and scored on its test split. No model runs: a minute.
+"""The linear probe's features, side by side: the words (and number shapes) and the embedder's vector, with the
+vector of each item's name alone offered per field (`tagging.probe.name`), against the same with the spelling of
+the name offered too (`tagging.probe.spelling`); each field's choice and penalty by cross-validation, fitted on the
+task's training split and scored on its test split. No model runs: a minute or two.
 
     .venv/bin/python bench/probe.py --out bench/results/probe-menu.json            # the sample menu
     .venv/bin/python bench/probe.py --usda --out bench/results/probe-usda.json     # USDA food groups
@@ -41,6 +42,10 @@ def accuracy(taxonomy: Any, dists: list[Any], golds: list[object]) -> dict[str, 
     return out
 
 
+def head_name(head: probe.Head) -> str:
+    return head.field + (f":{head.value}" if head.value else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--usda", action="store_true", help="USDA food groups instead of the sample menu")
@@ -66,8 +71,8 @@ def main() -> None:
         report[label] = {"accuracy": accuracy(task.taxonomy, fitted.distributions([r.prompt for r in test]),
                                               [r.output for r in test]),
                          "fit_seconds": round(seconds, 1),
-                         "spelled": [head.field + (f":{head.value}" if head.value else "")
-                                     for head in fitted.heads if head.spelled]}
+                         "spelled": [head_name(head) for head in fitted.heads if head.spelled],
+                         "named": [head_name(head) for head in fitted.heads if head.named]}
     report["machine"] = common.machine()
     common.emit(report, args.out)
 
