@@ -6,7 +6,11 @@ first text a client sees: only verified sentences are streamed) and the server's
 token; the split into retrieval, prompt assembly, generation and verification; and the share of retrieval +
 prompt in the end-to-end time (target <= 10%).
 
+With `--second-look both`, a second server with the second look off (LORAG_RETRIEVAL__SECOND_LOOK=false) is asked
+each question right after the first: what asking again after an abstention costs, under the same load.
+
     .venv/bin/python bench/answer.py --questions 12 --out bench/results/answer.json
+    .venv/bin/python bench/answer.py --questions 20 --second-look both --out bench/results/answer-second-look.json
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import common  # bench/common.py: the repository on sys.path, packaged models only
@@ -71,57 +76,92 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"p50": round(statistics.median(values), 3), "p95": round(percentile(values, 0.95), 3)}
 
 
+@dataclass
+class Measured:
+    """One server's answers: per question its wall time, the server's split, whether it abstained or hit the cap,
+    and the stream's first verified sentence and first token."""
+
+    timings: list[dict[str, float]] = field(default_factory=list)
+    walls: list[float] = field(default_factory=list)
+    sentences: list[float] = field(default_factory=list)
+    tokens: list[float] = field(default_factory=list)
+    abstained: int = 0
+    capped: int = 0
+
+    def ask(self, base: str, question: str) -> None:
+        started = time.perf_counter()
+        response = httpx.post(f"{base}/v1/ask", json={"question": question, "kb": "support"}, timeout=300)
+        if response.status_code != 200:
+            raise SystemExit(f"/v1/ask answered {response.status_code}: {response.text}")
+        body = response.json()
+        self.walls.append(time.perf_counter() - started)
+        self.timings.append(body["timings"])
+        self.abstained += body["abstained"]
+        self.capped += body["finish_reason"] == "length"
+        first_sentence, first_token = stream_timings(base, question)
+        self.sentences.append(first_sentence)
+        self.tokens.append(first_token)
+
+    def summary(self) -> dict[str, object]:
+        def mean(key: str) -> float:
+            return round(statistics.mean(t[key] for t in self.timings), 4)
+
+        share = (mean("retrieval_s") + mean("prompt_s")) / statistics.mean(self.walls)
+        return {
+            "questions": len(self.walls), "abstained": self.abstained, "finished_by_length": self.capped,
+            "end_to_end_s": spread(self.walls), "mean_end_to_end_s": round(statistics.mean(self.walls), 3),
+            "time_to_first_verified_sentence_s": spread(self.sentences), "time_to_first_token_s": spread(self.tokens),
+            "mean_split_s": {key: mean(key) for key in ("retrieval_s", "prompt_s", "generation_s", "verification_s")},
+            "retrieval_plus_prompt_share": round(share, 4), "target_share": TARGET_SHARE,
+            "meets_target": share <= TARGET_SHARE,
+        }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=12)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--second-look", choices=["on", "both"], default="on",
+                        help="both: a second server with the second look off, asked each question in turn")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     qa = common.REPO / "samples" / "kb" / "support_qa.jsonl"
     rows = [json.loads(line) for line in qa.read_text().splitlines() if line]
     questions = [row["question"] for row in rows if row["doc"]][: args.questions]
+    looks = {"on": "true"} if args.second_look == "on" else {"on": "true", "off": "false"}
 
     with tempfile.TemporaryDirectory(prefix="lorag-bench-answer-") as folder:
-        home = Path(folder)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LORAG_")}  # with common's HF_HUB_OFFLINE
-        env.update(LORAG_HOME=str(home / "home"), LORAG_MODELS__CACHE_DIR=str(common.MODELS),
-                   PYTHONPATH=str(common.REPO), LORAG_LOG__LEVEL="WARNING",
-                   LORAG_GENERATOR__TIMEOUT_S="600")  # measure slow answers on a busy machine, don't fail them
-        server = start_server(home, args.port, env)
-        base = f"http://127.0.0.1:{args.port}"
+        servers: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
         try:
-            timings, walls, sentences, tokens, abstained, capped = [], [], [], [], 0, 0
-            for question in questions:
-                started = time.perf_counter()
-                response = httpx.post(f"{base}/v1/ask", json={"question": question, "kb": "support"}, timeout=300)
-                if response.status_code != 200:
-                    raise SystemExit(f"/v1/ask answered {response.status_code}: {response.text}")
-                body = response.json()
-                walls.append(time.perf_counter() - started)
-                timings.append(body["timings"])
-                abstained += body["abstained"]
-                capped += body["finish_reason"] == "length"
-                first_sentence, first_token = stream_timings(base, question)
-                sentences.append(first_sentence)
-                tokens.append(first_token)
+            for offset, (look, value) in enumerate(looks.items()):
+                home = Path(folder) / look
+                home.mkdir()
+                env = {k: v for k, v in os.environ.items() if not k.startswith("LORAG_")}  # with HF_HUB_OFFLINE
+                env.update(LORAG_HOME=str(home / "home"), LORAG_MODELS__CACHE_DIR=str(common.MODELS),
+                           PYTHONPATH=str(common.REPO), LORAG_LOG__LEVEL="WARNING",
+                           LORAG_RETRIEVAL__SECOND_LOOK=value,
+                           LORAG_GENERATOR__TIMEOUT_S="600")  # measure slow answers on a busy machine, don't fail
+                port = args.port + offset
+                servers[look] = (f"http://127.0.0.1:{port}", start_server(home, port, env))
+            measured = {look: Measured() for look in servers}
+            for question in questions:  # in turn: both servers see the same load
+                for look, (base, _server) in servers.items():
+                    measured[look].ask(base, question)
         finally:
-            server.terminate()
-            server.wait(30)
+            for _base, server in servers.values():
+                server.terminate()
+                server.wait(30)
 
-    def mean(key: str) -> float:
-        return round(statistics.mean(t[key] for t in timings), 4)
-
-    share = (mean("retrieval_s") + mean("prompt_s")) / statistics.mean(walls)
-    result = {
-        "benchmark": "answer", "questions": len(questions), "abstained": abstained, "finished_by_length": capped,
-        "end_to_end_s": spread(walls),
-        "time_to_first_verified_sentence_s": spread(sentences), "time_to_first_token_s": spread(tokens),
-        "mean_split_s": {key: mean(key) for key in ("retrieval_s", "prompt_s", "generation_s", "verification_s")},
-        "retrieval_plus_prompt_share": round(share, 4), "target_share": TARGET_SHARE,
-        "meets_target": share <= TARGET_SHARE,
-        "note": "generator: SmolLM2-135M-Instruct in-process on CPU, greedy, max 192 new tokens",
-    }
-    common.emit(result, args.out)
+    note = "generator: SmolLM2-135M-Instruct in-process on CPU, greedy, max 192 new tokens"
+    if args.second_look == "on":
+        result = {"benchmark": "answer", **measured["on"].summary(), "note": note}
+    else:
+        on, off = measured["on"], measured["off"]
+        result = {"benchmark": "answer", "second_look": {look: m.summary() for look, m in measured.items()},
+                  "mean_end_to_end_ratio_on_to_off": round(statistics.mean(on.walls) / statistics.mean(off.walls), 3),
+                  "slower_with_the_look": sum(a > 1.2 * b for a, b in zip(on.walls, off.walls, strict=True)),
+                  "note": note + "; a question is counted slower when it took 20% longer with the second look"}
+    common.emit({**result, "machine": common.machine()}, args.out)
 
 
 if __name__ == "__main__":
