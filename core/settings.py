@@ -134,7 +134,8 @@ class RetrievalSettings(Section):
         "hybrid", description="Dense vectors, sparse lexical vectors, or both fused by reciprocal rank."
     )
     min_relevance: float = Field(
-        0.25, ge=-1, le=1, description="Best query-chunk cosine below which lorag abstains without generating."
+        0.35, ge=-1, le=1, description="Query-chunk cosine a retrieved chunk needs to be a source: below it the "
+        "model is not shown it; with no chunk above it lorag abstains without generating.",
     )
     reranker: str | None = Field(
         None, description="Cross-encoder to rerank candidates (local directory or hub id); empty: no reranking."

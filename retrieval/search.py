@@ -8,7 +8,7 @@ relevance signal that decides whether there is anything worth answering from.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -45,6 +45,20 @@ class Retrieved:
     chunks: list[ScoredChunk]
     best_dense: float  # highest cosine between the query and any candidate; 0 when nothing was found
     seconds: float
+    cosines: Mapping[str, float] | None = None  # chunk id → cosine to the query, for the dense candidates
+    beyond: float = 1.0  # the most a chunk outside `cosines` can score: the lowest dense candidate's cosine
+
+    def relevance(self, chunk_id: str) -> float:
+        """The chunk's cosine to the query: a sparse hit outside the dense candidates scores at most `beyond`
+        (every chunk above it would be among them), a search with no dense side counts any hit as relevant (1).
+
+        >>> found = Retrieved([], 0.9, 0.0, {"a": 0.9, "b": 0.4}, beyond=0.4)
+        >>> found.relevance("a"), found.relevance("c"), Retrieved([], 1.0, 0.0).relevance("c")
+        (0.9, 0.4, 1.0)
+        """
+        if self.cosines is None:
+            return 1.0
+        return self.cosines.get(chunk_id, self.beyond)
 
 
 class Retriever:
@@ -66,7 +80,12 @@ class Retriever:
             chunks = self.reranker.rerank(query, chunks, top_k)
         # Sparse-only search has no cosine to judge relevance by; finding anything counts as relevant.
         best = max((hit.score for hit in dense_hits), default=1.0 if mode == "sparse" and chunks else 0.0)
-        return Retrieved(chunks[:top_k], best, time.perf_counter() - started)
+        if mode == "sparse":
+            return Retrieved(chunks[:top_k], best, time.perf_counter() - started)
+        # Fewer dense hits than asked for: the filter holds no other chunk, so none lies beyond them.
+        beyond = min((hit.score for hit in dense_hits), default=0.0) if len(dense_hits) >= pool else -1.0
+        return Retrieved(chunks[:top_k], best, time.perf_counter() - started,
+                         {hit.id: hit.score for hit in dense_hits}, beyond)
 
     def _dense(self, query: str, flt: Filter, limit: int) -> list[Hit]:
         vector = self.embedder.embed_batch([query])[0]

@@ -34,20 +34,21 @@ class Words:
 
 
 class Search:
-    """Returns `chunks` with relevance `best`; records every search's arguments."""
+    """Returns `chunks` with relevance `best` (and each chunk's `cosines`); records every search's arguments."""
 
-    def __init__(self, chunks: list[ScoredChunk], best: float) -> None:
-        self.chunks, self.best = chunks, best
+    def __init__(self, chunks: list[ScoredChunk], best: float, cosines: dict[str, float] | None = None) -> None:
+        self.chunks, self.best, self.cosines = chunks, best, cosines
         self.asked: list[dict[str, Any]] = []
 
     def search(self, query: str, **options: Any) -> Retrieved:
         self.asked.append({"query": query, **options})
-        return Retrieved(self.chunks, self.best, 0.0)
+        return Retrieved(self.chunks, self.best, 0.0, self.cosines, beyond=0.0)
 
 
 def answerer(reply: str, *, chunks: list[ScoredChunk] = [REFUNDS], best: float = 0.8,  # noqa: B006 - never mutated
-             min_relevance: float = 0.3, mode: str = "hybrid") -> tuple[Answerer, Search, FakeGenerator]:
-    search, model = Search(chunks, best), FakeGenerator(reply=reply, adapters={"support@1": None})  # type: ignore[dict-item]
+             min_relevance: float = 0.3, mode: str = "hybrid", cosines: dict[str, float] | None = None,
+             ) -> tuple[Answerer, Search, FakeGenerator]:
+    search, model = Search(chunks, best, cosines), FakeGenerator(reply=reply, adapters={"support@1": None})  # type: ignore[dict-item]
     policy = AnswerPolicy(top_k=4, mode=mode, min_relevance=min_relevance, context_tokens=800,  # type: ignore[arg-type]
                           max_new_tokens=64)
     return Answerer(search, model, Words(), policy, "base"), search, model  # type: ignore[arg-type]
@@ -58,6 +59,29 @@ def test_below_the_relevance_floor_the_model_is_never_asked() -> None:
     result = answering.ask("How long do refunds take?", kb="support", audiences=("public",))
     assert result.abstained and result.handoff and result.text == ABSTENTION
     assert model.calls == [] and result.sources == () and result.related == ()
+
+
+FILTERS = ScoredChunk("c2", 0.9, "filters", "support", "public", "Filters", "filters.md", ("Filters",), None, 0, 60,
+                      "Tap Filters above the restaurant list and choose one or more labels.")
+
+
+def test_a_chunk_below_the_relevance_floor_is_never_shown_so_a_sentence_copied_from_it_cannot_pass() -> None:
+    # A sparse hit on a shared word ("list"), ranked first: copied and cited, the check would find it in its source.
+    copied = "Tap Filters above the restaurant list and choose one or more labels [1]."
+    answering, _search, model = answerer(copied, chunks=[FILTERS, REFUNDS], best=0.8,
+                                         cosines={"c1": 0.8, "c2": 0.2})
+    result = answering.ask("How do you remove duplicates from a list?", kb="support", audiences=("public",))
+    assert result.abstained and [chunk.id for chunk in result.sources] == ["c1"]
+    (call,) = model.calls
+    assert FILTERS.text not in call.messages[-1]["content"] and REFUNDS.text in call.messages[-1]["content"]
+    shown, _search, _model = answerer(copied, chunks=[FILTERS, REFUNDS], best=0.8, cosines={"c1": 0.8, "c2": 0.4})
+    assert not shown.ask("Filters?", kb="support", audiences=("public",)).abstained  # above the floor it is a source
+
+
+def test_when_every_retrieved_chunk_is_below_the_floor_the_model_is_never_asked() -> None:
+    answering, _search, model = answerer(f"{FACT} [1].", chunks=[FILTERS, REFUNDS], best=0.8,
+                                         cosines={"c3": 0.8, "c1": 0.2, "c2": 0.1})  # the best one was reranked out
+    assert answering.ask("Refunds?", kb="support", audiences=("public",)).abstained and model.calls == []
 
 
 def test_nothing_retrieved_is_an_abstention_without_the_model() -> None:

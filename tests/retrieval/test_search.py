@@ -96,6 +96,16 @@ def test_hybrid_fuses_both_candidate_pools_by_reciprocal_rank() -> None:
     assert [(kind, limit) for kind, _flt, limit in store.searches] == [("dense", candidates(3)),
                                                                        ("sparse", candidates(3))]
     assert found.best_dense == pytest.approx(0.9)  # the relevance signal is the dense cosine, not the fused score
+    assert [found.relevance(chunk.id) for chunk in found.chunks] == [0.9, 0.5, 0.7]
+
+
+def test_a_sparse_hit_outside_the_dense_candidates_scores_at_most_the_lowest_of_them() -> None:
+    dense = [hit(f"d{n}", 0.9 - n / 100) for n in range(candidates(2))]  # a full pool: the lowest bounds the rest
+    search, _store = retriever(dense=dense, sparse=[hit("s", 12.0)])
+    found = search.search("q", kb="kb", audiences=PUBLIC, top_k=2, mode="hybrid")
+    assert ids(found.chunks) == ["d0", "s"] and found.relevance("s") == pytest.approx(dense[-1].score)
+    few, _store = retriever(dense=DENSE, sparse=[hit("s", 12.0)])  # every chunk the filter holds was scored
+    assert few.search("q", kb="kb", audiences=PUBLIC, top_k=2, mode="hybrid").relevance("s") == -1.0
 
 
 def test_every_store_search_carries_the_callers_audiences_and_knowledge_base() -> None:
