@@ -350,10 +350,18 @@ def test_lorag_tag_with_the_base_model_writes_schema_valid_rows(tmp_path: Path, 
     source = tmp_path / "menu.csv"
     source.write_text("".join(MENU_CSV.read_text().splitlines(keepends=True)[:5]))  # the header and 4 items
     output = tmp_path / "tags.parquet"
+    # 24 of the task's labelled items as the examples: enough for the probe (20), and the calibration scores 24
+    # items rather than the task's 60 validation items (four minutes on 2 quiet cores, past ten on busy ones).
+    labelled = [json.loads(line) for line in (MENU_TASK.parent / "data" / "menu.jsonl").read_text().splitlines()]
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text("".join(json.dumps({"text": row["item"], "tags": row["tags"]}) + "\n"
+                                for row in labelled[::len(labelled) // 24][:24]))
     result = run_lorag(["tag", str(source), "--taxonomy", str(MENU_TAXONOMY), "--output", str(output),
-                        "--shots", "2", "--batch-size", "4"], lorag_env(tmp_path), tmp_path)
+                        "--examples", str(examples), "--shots", "2", "--batch-size", "4"], lorag_env(tmp_path),
+                       tmp_path)
     assert result.returncode in (0, 1), result.stderr  # 1: some item failed, with its reason
     assert "items/s" in result.stdout and "task menu-tagging" in result.stdout
+    assert "24 labelled examples" in result.stdout and "calibrating on 24 held-out items" in result.stdout
     rows = read_table(output)
     assert [row["id"] for row in rows] == ["m01", "m02", "m03", "m04"]
     taxonomy = load_task(MENU_TASK).taxonomy
