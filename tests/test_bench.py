@@ -26,7 +26,7 @@ def test_every_script_answers_help(tmp_path: Path) -> None:
     started = {script.stem: subprocess.Popen([sys.executable, str(script), "--help"], cwd=tmp_path, env=env,
                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for script in SCRIPTS}
-    assert len(started) == 12
+    assert len(started) == 13
     for name, process in started.items():
         stdout, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, (name, stderr[-2000:])
