@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from lorag.ingest.embed import Embedder
@@ -68,29 +68,24 @@ class Retriever:
         self.reranker = reranker
 
     def search(self, query: str, *, kb: str | None, audiences: tuple[str, ...], top_k: int,
-               mode: Mode = "hybrid", min_relevance: float | None = None) -> Retrieved:
-        """The `top_k` best chunks; with `min_relevance`, the best of those whose cosine to the query reaches it
-        (`Retrieved.relevance`), so a chunk below it leaves its place to the next one above it."""
+               mode: Mode = "hybrid") -> Retrieved:
         started = time.perf_counter()
         flt = Filter(audiences=audiences, kb=kb)
-        deep = mode == "hybrid" or self.reranker is not None or min_relevance is not None
-        pool = candidates(top_k) if deep else top_k
+        pool = candidates(top_k) if (mode == "hybrid" or self.reranker) else top_k
         dense_hits = self._dense(query, flt, pool) if mode != "sparse" else []
         sparse_hits = self._sparse(query, flt, pool) if mode != "dense" else []
         fused = rrf([dense_hits, sparse_hits]) if mode == "hybrid" else dense_hits or sparse_hits
         chunks = [ScoredChunk.from_hit(hit.id, hit.score, hit.payload) for hit in fused]
+        if self.reranker is not None:
+            chunks = self.reranker.rerank(query, chunks, top_k)
         # Sparse-only search has no cosine to judge relevance by; finding anything counts as relevant.
         best = max((hit.score for hit in dense_hits), default=1.0 if mode == "sparse" and chunks else 0.0)
         if mode == "sparse":
-            found = Retrieved(chunks, best, 0.0)
-        else:  # fewer dense hits than asked for: the filter holds no other chunk, so none lies beyond them
-            beyond = min((hit.score for hit in dense_hits), default=0.0) if len(dense_hits) >= pool else -1.0
-            found = Retrieved(chunks, best, 0.0, {hit.id: hit.score for hit in dense_hits}, beyond)
-        if min_relevance is not None:
-            chunks = [chunk for chunk in chunks if found.relevance(chunk.id) >= min_relevance]
-        if self.reranker is not None:
-            chunks = self.reranker.rerank(query, chunks, top_k)
-        return replace(found, chunks=chunks[:top_k], seconds=time.perf_counter() - started)
+            return Retrieved(chunks[:top_k], best, time.perf_counter() - started)
+        # Fewer dense hits than asked for: the filter holds no other chunk, so none lies beyond them.
+        beyond = min((hit.score for hit in dense_hits), default=0.0) if len(dense_hits) >= pool else -1.0
+        return Retrieved(chunks[:top_k], best, time.perf_counter() - started,
+                         {hit.id: hit.score for hit in dense_hits}, beyond)
 
     def _dense(self, query: str, flt: Filter, limit: int) -> list[Hit]:
         vector = self.embedder.embed_batch([query])[0]

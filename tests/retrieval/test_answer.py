@@ -93,8 +93,7 @@ def test_the_policy_decides_the_retrieval_mode_and_depth_and_the_caller_the_audi
     answering, search, _model = answerer(f"{FACT} [1].", mode="sparse")
     answering.ask("How long do refunds take?", kb="support", audiences=("public", "internal"))
     assert search.asked == [{"query": "How long do refunds take?", "kb": "support",
-                             "audiences": ("public", "internal"), "top_k": 4, "mode": "sparse",
-                             "min_relevance": 0.3}]
+                             "audiences": ("public", "internal"), "top_k": 4, "mode": "sparse"}]
 
 
 def test_a_supported_sentence_is_answered_with_a_citation_of_its_chunk() -> None:

@@ -99,18 +99,6 @@ def test_hybrid_fuses_both_candidate_pools_by_reciprocal_rank() -> None:
     assert [found.relevance(chunk.id) for chunk in found.chunks] == [0.9, 0.5, 0.7]
 
 
-def test_with_a_relevance_floor_a_chunk_below_it_leaves_its_place_to_the_next_above_it() -> None:
-    search, store = retriever()
-    found = search.search("q", kb="kb", audiences=PUBLIC, top_k=2, mode="hybrid", min_relevance=0.6)
-    assert ids(found.chunks) == ["a", "b"]  # "c" (cosine 0.5) ranked second on its sparse score; "d" is no dense hit
-    assert found.best_dense == pytest.approx(0.9)
-    dense = search.search("q", kb="kb", audiences=PUBLIC, top_k=1, mode="dense", min_relevance=0.6)
-    assert ids(dense.chunks) == ["a"] and store.searches[-1] == ("dense", Filter(audiences=PUBLIC, kb="kb"),
-                                                                  candidates(1))
-    none = search.search("q", kb="kb", audiences=PUBLIC, top_k=2, mode="hybrid", min_relevance=0.95)
-    assert none.chunks == [] and none.best_dense == pytest.approx(0.9)
-
-
 def test_a_sparse_hit_outside_the_dense_candidates_scores_at_most_the_lowest_of_them() -> None:
     dense = [hit(f"d{n}", 0.9 - n / 100) for n in range(candidates(2))]  # a full pool: the lowest bounds the rest
     search, _store = retriever(dense=dense, sparse=[hit("s", 12.0)])
