@@ -225,7 +225,7 @@ class Answerer:
         # (0.35): the chunk answering each of 223 answerable human questions of the sample support KB and the
         # Python FAQ scored at least 0.38, while the best chunk stayed below 0.35 for 236 of 241 questions asked
         # of the other knowledge base, and every off-topic answer that passed the check in the earlier grounded-QA
-        # runs (7) had cited a chunk at or below 0.30.
+        # runs (7) had cited a chunk below 0.31.
         chunks = [chunk for chunk in found.chunks if found.relevance(chunk.id) >= self.policy.min_relevance]
         if not chunks or found.best_dense < self.policy.min_relevance:
             logger.info("abstained before generation: best relevance %.3f < %.3f", found.best_dense,
