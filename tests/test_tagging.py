@@ -351,7 +351,7 @@ def test_lorag_tag_with_the_base_model_writes_schema_valid_rows(tmp_path: Path, 
     source.write_text("".join(MENU_CSV.read_text().splitlines(keepends=True)[:5]))  # the header and 4 items
     output = tmp_path / "tags.parquet"
     # 24 of the task's labelled items as the examples: enough for the probe (20), and the calibration scores 24
-    # items rather than the task's 60 validation items (four minutes on 2 quiet cores, past ten on busy ones).
+    # items rather than the task's 30 validation items (two minutes on 2 quiet cores, five on busy ones).
     labelled = [json.loads(line) for line in (MENU_TASK.parent / "data" / "menu.jsonl").read_text().splitlines()]
     examples = tmp_path / "examples.jsonl"
     examples.write_text("".join(json.dumps({"text": row["item"], "tags": row["tags"]}) + "\n"
@@ -377,7 +377,7 @@ def test_the_api_tags_a_job_with_the_real_models(make_settings: Callable[..., Se
     with TestClient(create_app(settings)) as client:
         texts = [line.split(",", 1)[1].strip('"') for line in MENU_CSV.read_text().splitlines()[1:4]]
         # Nine of the task's labelled items as the examples: a job calibrates on its examples first, and on the
-        # task's 60 validation items that takes minutes on a CPU (`lorag tag`'s slow test above pays it once).
+        # task's 30 validation items that takes minutes on a CPU.
         labelled = [json.loads(line) for line in (MENU_TASK.parent / "data" / "menu.jsonl").read_text().splitlines()]
         examples = [{"text": row["item"], "tags": row["tags"]} for row in labelled[::60]]
         body = {"task": "menu-tagging", "shots": 2, "items": [{"id": str(n), "text": t} for n, t in enumerate(texts)],
