@@ -29,10 +29,8 @@ from lorag.app import wiring
 from lorag.app.cli import documents
 from lorag.app.cli.server import SAMPLES
 from lorag.core.settings import Settings
-from lorag.ingest.store import Filter
 from lorag.retrieval.evaluate import QAItem, is_relevant, load_qa
 from lorag.retrieval.search import Retriever
-from lorag.retrieval.types import ScoredChunk
 
 SHARED = common.REPO.parent / "shared" / "data"
 KBS = {"support": (SAMPLES / "support", SAMPLES.parent / "kb" / "support_qa.jsonl"),
@@ -42,8 +40,8 @@ FLOORS = (0.25, 0.30, 0.35, 0.40, 0.45)
 
 def cosines(retriever: Retriever, item: QAItem, kb: str, own: bool) -> tuple[float, float | None]:
     """(the best chunk's cosine, the best answering chunk's: None off-topic or unanswerable)."""
-    hits = retriever._dense(item.question, Filter(audiences=("public",), kb=kb), 10_000)  # every chunk of the KB
-    chunks = [ScoredChunk.from_hit(hit.id, hit.score, hit.payload) for hit in hits]
+    # dense alone: every chunk of the KB, scored by its cosine to the question
+    chunks = retriever.search(item.question, kb=kb, audiences=("public",), top_k=10_000, mode="dense").chunks
     answering = [chunk.score for chunk in chunks if own and item.answerable and is_relevant(chunk, item)]
     return chunks[0].score, max(answering, default=None)
 
