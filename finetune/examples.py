@@ -1,11 +1,9 @@
 """Records → training examples, rendered exactly as the serving path renders its prompts.
 
 grounded-qa: the question is searched in the task's knowledge base like a user's question. The prompt holds
-the gold chunk plus the best-ranked distractors (those from the gold chunk's own document first, as RAFT's hard
-distractors), in an order fixed by a hash of the question so the gold source is not always [1], and is built by the
-serving path's `build_prompt`. How many sources a prompt holds is drawn per question from 1 to `context_chunks`
-(`source_count`): serving's relevance floor leaves anything from one chunk to top_k, and an adapter trained on one
-prompt size picks among more sources worse. The target
+the gold chunk plus the best-ranked distractors (`context_chunks` in all; those from the gold chunk's own document
+first, as RAFT's hard distractors), in an order fixed by a hash of the
+question so the gold source is not always [1], and is built by the serving path's `build_prompt`. The target
 is the gold answer cited with the gold chunk's number; an unanswerable question gets distractors only and the
 abstention sentence. So the adapter learns to answer from its sources, cite them, and say when they are silent.
 
@@ -85,8 +83,7 @@ def grounded_example(task: TaskSpec, record: Record, grounding: GroundingContext
     distractors = hard_first([chunk for chunk in pool if chunk not in gold], gold[:1] or found.chunks[:1])
     if answerable and not gold:
         return None
-    count = source_count(record.key, task.context_chunks)
-    chosen = ([gold[0]] if answerable else []) + distractors[: count - (1 if answerable else 0)]
+    chosen = ([gold[0]] if answerable else []) + distractors[: task.context_chunks - (1 if answerable else 0)]
     ordered = sorted(chosen, key=lambda chunk: stable_hash({"q": record.key, "chunk": chunk.id}))
     prompt = build_prompt(record.prompt, ordered, count_tokens=grounding.count_tokens,
                           budget_tokens=grounding.budget_tokens)
@@ -96,12 +93,6 @@ def grounded_example(task: TaskSpec, record: Record, grounding: GroundingContext
     if number is None:  # the gold chunk did not fit the budget next to the others
         return None
     return Example(tuple(prompt.messages), cite(str(item.answer), number), record.key)
-
-
-def source_count(key: str, most: int) -> int:
-    """How many sources the example of the record with `key` shows: 1 to `most`, each about equally often, fixed
-    by the key so a rebuild gives the same prompts."""
-    return 1 + int(stable_hash({"sources": key}), 16) % most
 
 
 def holds_withheld(chunk: ScoredChunk, record: Record) -> bool:
