@@ -144,9 +144,8 @@ class RetrievalSettings(Section):
         1600, ge=256, description="Prompt budget in generator tokens: rules, history, sources and question."
     )
     attribute_uncited: bool = Field(
-        True, description="Cite a sentence the model left unmarked, or marked only with sources that do not "
-        "support it, with the retrieved source that supports it best, after the same check as any citation; off: "
-        "such sentences are removed.",
+        True, description="Cite a sentence the model left unmarked with the retrieved source that supports it "
+        "best, after the same check as any citation; off: unmarked sentences are removed.",
     )
     second_look: bool = Field(
         True, description="When the model abstains although sources were retrieved, ask it once more with the "

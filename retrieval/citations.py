@@ -346,11 +346,9 @@ def verify(answer_text: str, sources: Sequence[ScoredChunk], *, similarity: Simi
     """The answer as the user should see it; see the module docstring for the rules. With the `question`, a terse
     claim must be found where the question's words are (TERSE_WORDS); without it, it is checked like any other.
 
-    With `attribute_uncited`, a sentence the model left without a marker, or whose markers all point to sources
-    that do not support it, is checked against every source and cited with the one that supports it best, if
-    any does: small models state the right fact and forget the marker, or write the wrong number ("... an
-    initial term of 12 months [2]." copied word for word from source [1]). The check is the same as for a
-    marker the model wrote; the user sees the marker of the source that holds the sentence.
+    With `attribute_uncited`, a sentence the model left without a marker is checked against every source and
+    cited with the one that supports it best, if any does: small models state the right fact and forget
+    the marker. The check is the same as for a marker the model wrote.
     """
     sentences = split_answer(answer_text)
     if not sentences or any(is_abstention(sentence.text) for sentence in sentences):
@@ -361,18 +359,8 @@ def verify(answer_text: str, sources: Sequence[ScoredChunk], *, similarity: Simi
     if attribute_uncited:
         sentences, attributed = attribute(sentences, claims, len(sources))
     checks = check_all(claims, [s.markers for s in sentences], sources, similarity, question)
-    passed = [c for c in checks if is_supported(c, lexical_threshold, semantic_threshold, word_floor)]
-    if attribute_uncited:
-        miscited = {i for i, s in enumerate(sentences) if s.markers and claims[i] and i not in attributed} - \
-            {c.sentence for c in passed}
-        every = tuple(range(1, len(sources) + 1))
-        rechecked = check_all([claim if i in miscited else "" for i, claim in enumerate(claims)],
-                              [every] * len(sentences), sources, similarity, question) if miscited else []
-        passed = sorted(passed + [c for c in rechecked
-                                  if is_supported(c, lexical_threshold, semantic_threshold, word_floor)],
-                        key=lambda c: c.sentence)
-        attributed |= miscited
-    passed = best_only(passed, attributed)
+    passed = best_only([c for c in checks if is_supported(c, lexical_threshold, semantic_threshold, word_floor)],
+                       attributed)
     supported = {c.sentence for c in passed}
     kept = [i for i, s in enumerate(sentences)
             if i in supported or (not s.markers and not content_words(s.text) and s.complete)]
