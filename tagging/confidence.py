@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -74,7 +74,10 @@ class Scorer(Protocol):
 
     name: str  # the model it scores with, as results name it
 
-    def score(self, messages: Messages, taxonomy: Taxonomy) -> Distribution: ...
+    def score(self, messages: Messages, taxonomy: Taxonomy, fields: Collection[str] | None = None) -> Distribution:
+        """Each field's distribution; with `fields`, scoring stops after the last of them in the output's order (an
+        earlier field is still scored: the later ones are written after the value chosen for it)."""
+        ...
 
 
 class TransformersScorer:
@@ -101,7 +104,7 @@ class TransformersScorer:
         return TransformersScorer(self._model, self._tokenizer, name=name, max_subsets=self.max_subsets,
                                   adapter_off=True)
 
-    def score(self, messages: Messages, taxonomy: Taxonomy) -> Distribution:
+    def score(self, messages: Messages, taxonomy: Taxonomy, fields: Collection[str] | None = None) -> Distribution:
         from contextlib import nullcontext
 
         import torch
@@ -114,7 +117,10 @@ class TransformersScorer:
                 probs = self._choose(context, [label + end for label in taxonomy.labels])
                 return {LABEL: dict(zip(taxonomy.labels, probs, strict=True))}
             text, out = context + "{", {}
-            for index, (name, (multi, values)) in enumerate(field_specs(taxonomy).items()):
+            specs = list(field_specs(taxonomy).items())
+            last = max((index for index, (name, _spec) in enumerate(specs) if fields is None or name in fields),
+                       default=-1)
+            for index, (name, (multi, values)) in enumerate(specs[:last + 1]):
                 head = f"{text}{', ' if index else ''}{_json(name)}: "
                 options = _subsets(values, self.max_subsets) if multi else [[value] for value in values]
                 written = [_json(option) if multi else _json(option[0]) for option in options]
@@ -186,11 +192,11 @@ class SharedScorer:
         self._scorer: TransformersScorer | None = None
         self._network: object = None
 
-    def score(self, messages: Messages, taxonomy: Taxonomy) -> Distribution:
+    def score(self, messages: Messages, taxonomy: Taxonomy, fields: Collection[str] | None = None) -> Distribution:
         with self.generator.network(self.model) as (network, tokenizer):
             if self._scorer is None or network is not self._network:  # its key-value cache is this network's
                 self._scorer, self._network = TransformersScorer(network, tokenizer, name=self.name), network
-            return self._scorer.score(messages, taxonomy)
+            return self._scorer.score(messages, taxonomy, fields)
 
 
 def _cut(cache: Any, length: int) -> None:
@@ -243,13 +249,14 @@ def knn_distribution(taxonomy: Taxonomy, neighbours: Sequence[tuple[object, floa
 
 
 def blend(model: Distribution | None, knn: Distribution | None, weights: Mapping[str, float]) -> Distribution:
-    """w·model + (1 − w)·knn per field (w from `weights`, 0.5 unknown); either alone when the other is None."""
+    """w·model + (1 − w)·knn per field (w from `weights`, 0.5 unknown); either alone when the other is None, and
+    the neighbours' alone on a field the model was not scored on (its weight there is 0: `Tagger.model_fields`)."""
     if model is None or knn is None:
         only = model if model is not None else knn
         assert only is not None, "a distribution needs the model, the neighbours or both"
         return only
-    return {name: {value: weights.get(name, 0.5) * p + (1 - weights.get(name, 0.5)) * knn[name][value]
-                   for value, p in values.items()} for name, values in model.items()}
+    return {name: {value: weights.get(name, 0.5) * model[name][value] + (1 - weights.get(name, 0.5)) * p
+                   for value, p in values.items()} if name in model else values for name, values in knn.items()}
 
 
 # --- calibration on validation data --------------------------------------------------------------------------

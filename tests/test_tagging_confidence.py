@@ -6,7 +6,7 @@ the base model under constrained decoding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from lorag.tagging.confidence import (
     NEVER,
     Calibration,
     Distribution,
+    blend,
     decide,
     enforce_implications,
     expected_calibration_error,
@@ -116,9 +117,43 @@ class FixedScorer:
 
     def __init__(self, table: dict[str, Distribution]) -> None:
         self.table = table
+        self.asked: list[set[str] | None] = []  # the fields each call asked for
 
-    def score(self, messages: Messages, taxonomy: Taxonomy) -> Distribution:
-        return self.table[messages[-1]["content"].removeprefix("Item: ")]
+    def score(self, messages: Messages, taxonomy: Taxonomy, fields: Collection[str] | None = None) -> Distribution:
+        self.asked.append(None if fields is None else set(fields))
+        scored = self.table[messages[-1]["content"].removeprefix("Item: ")]
+        last = max(n for n, name in enumerate(scored) if fields is None or name in fields)
+        return {name: values for n, (name, values) in enumerate(scored.items()) if n <= last}
+
+
+def test_the_model_scores_only_the_fields_it_has_a_share_in() -> None:
+    from lorag.tagging.tagger import ShotIndex
+    from tests.test_tagging import WordEmbedder
+
+    veg, meat = {"course": "main", "diet": ["vegetarian"]}, {"course": "starter", "diet": []}
+    shots = ShotIndex(WordEmbedder(), [("tofu bowl with rice", veg), ("beef steak with fries", meat)])
+    table = {"tofu bowl": dist(0.97, 0.2, 0.2, main=0.1)}  # the model says starter; the neighbours say main
+    calibration = Calibration(weights={"course": 0.0, "diet": 1.0}, thresholds=SURE.thresholds)
+    scorer = FixedScorer(table)
+    [result] = Tagger(None, tagging_task(DIET), model=None, scorer=scorer, shots=shots, k_shots=0, knn_k=1,
+                      calibration=calibration).tag([Item("1", "tofu bowl")])
+    assert scorer.asked == [{"diet"}]  # diet comes after course, so course is scored too, and outweighed
+    assert result.tags == {"course": "main", "diet": ["vegetarian"]}
+    scorer.asked.clear()
+    calibration = Calibration(weights={"course": 0.0, "diet": 0.0}, thresholds=SURE.thresholds)
+    [result] = Tagger(None, tagging_task(DIET), model=None, scorer=scorer, shots=shots, k_shots=0, knn_k=1,
+                      calibration=calibration).tag([Item("1", "tofu bowl")])
+    assert scorer.asked == [] and result.tags["course"] == "main", "no share anywhere: the model is not run"
+    [result] = Tagger(None, tagging_task(DIET), model=None, scorer=scorer, k_shots=0,
+                      calibration=calibration).tag([Item("1", "tofu bowl")])
+    assert scorer.asked == [None] and result.tags["course"] == "starter", "no labelled items: the model alone"
+
+
+def test_a_field_the_model_was_not_scored_on_takes_the_vote() -> None:
+    model = {"course": {"starter": 0.9, "main": 0.1}}
+    vote = dist(0.9, 0.1, 0.8, main=0.7)
+    blended = blend(model, vote, {"course": 0.5, "diet": 0.0})
+    assert blended["course"]["main"] == pytest.approx(0.4) and blended["diet"] == vote["diet"]
 
 
 def test_the_review_file_holds_doubtful_and_low_confidence_items(tmp_path: Path) -> None:
@@ -157,6 +192,13 @@ def test_the_base_model_scores_only_allowed_values(models_dir: Path) -> None:
     single = scorer.score(_messages(task, "Lentil soup"), DIET)
     assert sum(single["course"].values()) == pytest.approx(1.0)
     assert all(0 <= p <= 1 for p in single["diet"].values())
+    # Scoring stops after the last field asked for, and what it scores is what a full scoring gives.
+    # (to rounding: a cached prefix is not computed again)
+    first = scorer.score(_messages(task, "Lentil soup"), DIET, {"course"})
+    assert first.keys() == {"course"} and first["course"] == pytest.approx(single["course"], abs=1e-4)
+    both = scorer.score(_messages(task, "Lentil soup"), DIET, {"diet"})
+    assert both.keys() == single.keys()
+    assert all(both[name] == pytest.approx(single[name], abs=1e-4) for name in single)
 
 
 def _messages(task: object, text: str) -> Sequence[dict[str, str]]:
